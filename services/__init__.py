@@ -1,0 +1,1 @@
+"""Vigil services: thin adapters around shared/."""

@@ -1,0 +1,1 @@
+"""Ingest: HTTP API that validates events and publishes them to Kafka."""
