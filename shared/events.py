@@ -1,0 +1,218 @@
+"""Every object of the contract (../shared/DESIGN.md), defined once as pydantic v2 models.
+
+Input events forbid unknown fields, reject NaN/inf and naive timestamps, and bound every
+string and map so one request cannot blow up a worker's memory.
+
+>>> e = PredictionEvent.model_validate({"event_id": "e1", "model_id": "m", "timestamp": 0,
+...                                     "features": {"x": 1.5}, "prediction": 1})
+>>> e.timestamp.isoformat(), e.variant
+('1970-01-01T00:00:00+00:00', 'primary')
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
+
+# Bounds on input sizes. Names here, not magic numbers elsewhere.
+MAX_ID = 200
+MAX_NAME = 200
+MAX_STR_VALUE = 1_000
+MAX_FEATURES = 1_000
+MAX_CLASSES = 1_000
+MAX_SEGMENTS = 50
+
+ModelId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+ShortStr = Annotated[str, Field(max_length=MAX_STR_VALUE)]
+FeatureValue = StrictBool | Finite | ShortStr | None
+# A class label or a number (regression); bool first so JSON true stays a bool.
+Label = StrictBool | Annotated[int, Field(strict=True)] | Finite | Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Variant = Literal["primary", "canary", "shadow"]
+Severity = Literal["low", "medium", "high", "critical"]
+
+SEVERITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PredictionEvent(_Event):
+    event_id: Id
+    model_id: ModelId
+    model_version: Name = "unknown"
+    timestamp: AwareDatetime
+    features: Annotated[dict[Name, FeatureValue], Field(max_length=MAX_FEATURES)]
+    prediction: Label
+    probabilities: Annotated[dict[Name, Unit], Field(max_length=MAX_CLASSES)] | None = None
+    confidence: Unit | None = None
+    latency_ms: NonNegative | None = None
+    variant: Variant = "primary"
+    request_id: Id | None = None
+    vendor: Name | None = None
+    error: StrictBool = False
+    segment: Annotated[dict[Name, ShortStr], Field(max_length=MAX_SEGMENTS)] | None = None
+
+
+class LabelEvent(_Event):
+    event_id: Id
+    model_id: ModelId
+    label: Label
+    timestamp: AwareDatetime
+
+
+class ReviewEvent(_Event):
+    review_id: Id
+    model_id: ModelId
+    case_id: Id | None = None
+    reviewer_id: Id
+    ai_prediction: Label
+    ai_confidence: Unit | None = None
+    human_initial_decision: Label | None = None
+    human_decision: Label
+    timestamp: AwareDatetime
+    review_seconds: NonNegative | None = None
+
+
+EVENT_KINDS: dict[str, type[_Event]] = {
+    "predictions": PredictionEvent,
+    "labels": LabelEvent,
+    "reviews": ReviewEvent,
+}
+# The field that makes an event unique (its idempotency key), per kind.
+IDEMPOTENCY_FIELD = {"predictions": "event_id", "labels": "event_id", "reviews": "review_id"}
+EVENT_LISTS: dict[str, TypeAdapter] = {k: TypeAdapter(list[m]) for k, m in EVENT_KINDS.items()}
+
+
+# --- model registry --------------------------------------------------------------------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureSpec(_Spec):
+    type: Literal["numeric", "categorical", "boolean"] = "numeric"
+    min: Finite | None = None
+    max: Finite | None = None
+    max_null_rate: Unit | None = None
+    categories: list[ShortStr] | None = None
+
+
+class FairnessSpec(_Spec):
+    attributes: list[Name] = Field(default_factory=list)
+    min_group_size: Annotated[int, Field(ge=1)] = 100
+
+
+class ModelSpec(_Spec):
+    task: Literal["binary_classification", "multiclass_classification", "regression"] = "binary_classification"
+    positive_label: Label | None = None
+    risk_tier: Literal["low", "medium", "high"] = "medium"
+    owners: list[Name] = Field(default_factory=list)
+    labels: dict[Name, ShortStr] = Field(default_factory=dict)
+    window_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = 900
+    allowed_lateness_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+    label_wait_seconds: Annotated[int, Field(ge=0, le=30 * 86400)] = 3600
+    features: dict[Name, FeatureSpec] = Field(default_factory=dict)
+    baseline_metrics: dict[Name, Finite] = Field(default_factory=dict)
+    min_acceptable: dict[Name, Finite] = Field(default_factory=dict)
+    fairness: FairnessSpec | None = None
+    thresholds: dict[Name, Any] = Field(default_factory=dict)
+
+
+class VendorSLA(_Spec):
+    accuracy: Unit | None = None
+    precision: Unit | None = None
+    recall: Unit | None = None
+    latency_p95_ms: NonNegative | None = None
+    latency_p99_ms: NonNegative | None = None
+    uptime: Unit | None = None
+    min_samples: Annotated[int, Field(ge=1)] = 100
+    period_days: Annotated[int, Field(ge=1, le=365)] = 7
+    tolerance: Unit = 0.02
+
+
+class ReferenceColumn(BaseModel):
+    """A reference column's profile, fitted once at upload: what the stream services need."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    n: int
+    nulls: int
+    edges: list[float] | None = None  # deciles (numeric)
+    sample: list[float] | None = None  # up to REFERENCE_SAMPLE values (numeric), for KS
+    categories: dict[str, int] | None = None  # category -> count (categorical)
+
+
+class ReferenceProfile(BaseModel):
+    model_id: str
+    rows: int
+    digest: str  # content hash of the uploaded table: a change is recognisable
+    uploaded_at: AwareDatetime
+    columns: list[str]
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    finding_id: str
+    kind: str
+    model_id: str
+    model_version: str = "unknown"
+    feature: str | None = None
+    vendor: str | None = None
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    n: int
+    metrics: dict[str, float | None]
+    severity: Severity
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    recommended_actions: list[str] = Field(default_factory=list)
+
+
+class Action(BaseModel):
+    action_id: str
+    type: Literal["page_oncall", "enable_human_review", "queue_retraining", "rollback",
+                  "increase_monitoring_frequency", "notify"]
+    model_id: str
+    priority: str
+    reason: str
+    alert_id: str | None = None
+    created_at: AwareDatetime
+
+
+class Alert(BaseModel):
+    alert_id: str
+    fingerprint: str
+    severity: Severity
+    status: Literal["firing", "acknowledged", "resolved", "silenced"]
+    title: str
+    summary: str
+    model_id: str
+    kind: str
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    occurrences: int
+    findings: list[str] = Field(default_factory=list)
+    actions: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
+
+
+class ModelMode(BaseModel):
+    mode: Literal["automated", "human_review"]
+    since: datetime | None = None
+    reason: str | None = None
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
