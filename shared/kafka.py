@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -83,27 +84,33 @@ async def ensure_topics(bootstrap: str, partitions: int = 8, replication: int = 
         await admin.close()
 
 
-def pack_records(events: Iterable[Mapping[str, Any]], batch_events: int = 1_000,
-                 max_bytes: int = 900_000) -> Iterator[tuple[bytes, bytes]]:
-    """Group events by model_id into (key, JSON array) records of at most `batch_events`
-    events and about `max_bytes` bytes each (an array is halved until it fits)."""
-    by_model: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+def pack_records(events: Iterable[Any], batch_events: int = 1_000, max_bytes: int = 900_000,
+                 encode: Callable[[list], bytes] = dumps,
+                 model_of: Callable[[Any], str] = operator.itemgetter("model_id"),
+                 ) -> Iterator[tuple[bytes, bytes]]:
+    """Group events by model into (key, JSON array) records of at most `batch_events`
+    events and about `max_bytes` bytes each (an array is halved until it fits).
+
+    `encode` turns a list of events into JSON bytes and `model_of` names an event's model,
+    so the same packing serves plain dicts and validated pydantic models.
+    """
+    by_model: dict[str, list[Any]] = defaultdict(list)
     for e in events:
-        by_model[e["model_id"]].append(e)
+        by_model[model_of(e)].append(e)
     for model_id, group in by_model.items():
         key = model_id.encode()
         for i in range(0, len(group), batch_events):
-            yield from _fit(key, group[i:i + batch_events], max_bytes)
+            yield from _fit(key, group[i:i + batch_events], max_bytes, encode)
 
 
-def _fit(key: bytes, chunk: list, max_bytes: int) -> Iterator[tuple[bytes, bytes]]:
-    value = dumps(chunk)
+def _fit(key: bytes, chunk: list, max_bytes: int, encode) -> Iterator[tuple[bytes, bytes]]:
+    value = encode(chunk)
     if len(value) <= max_bytes or len(chunk) == 1:
         yield key, value
         return
     mid = len(chunk) // 2
-    yield from _fit(key, chunk[:mid], max_bytes)
-    yield from _fit(key, chunk[mid:], max_bytes)
+    yield from _fit(key, chunk[:mid], max_bytes, encode)
+    yield from _fit(key, chunk[mid:], max_bytes, encode)
 
 
 def decode_record(value: bytes) -> list[Any]:
@@ -119,6 +126,7 @@ def producer_config(bootstrap: str, idempotent: bool) -> dict[str, Any]:
         enable_idempotence=idempotent,
         linger_ms=2,
         max_request_size=MAX_REQUEST_BYTES,
+        max_batch_size=MAX_REQUEST_BYTES,
         request_timeout_ms=10_000,
         retry_backoff_ms=100,
         metadata_max_age_ms=60_000,

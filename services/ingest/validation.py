@@ -1,0 +1,133 @@
+"""Turn a request body into validated events, or into a list of precise errors.
+
+Pure: bytes in, models or errors out. Each error names the record's index, the field and
+the reason, so a client can fix exactly what is wrong.
+
+>>> events, errors = parse_events("labels", b'[{"event_id": "e", "model_id": "m", "label": 1, "timestamp": "2024-01-01T00:00:00"}]', "application/json")
+>>> errors
+[{'index': 0, 'field': 'timestamp', 'reason': 'Input should have timezone info'}]
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events import EVENT_KINDS, EVENT_LISTS
+
+JSON_TYPES = {"application/json"}
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
+                "application/x-jsonlines", "application/jsonlines"}
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (not JSON, wrong type, empty): HTTP 400/415."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_events(kind: str, body: bytes, content_type: str | None) -> tuple[list[Any], list[dict]]:
+    """Validate a body of one event object, a JSON array, or NDJSON.
+
+    Returns (events, errors); a non-empty `errors` means nothing may be published.
+    Raises BodyError when the body itself is unusable.
+    """
+    mtype = media_type(content_type)
+    if mtype not in JSON_TYPES and mtype not in NDJSON_TYPES:
+        raise BodyError(415, f"content-type {mtype or '(none)'!r}: must be application/json "
+                             "or application/x-ndjson")
+    if not body.strip():
+        raise BodyError(400, "body is empty: send one event object, a JSON array, or NDJSON")
+    adapter = EVENT_LISTS[kind]
+    if mtype in NDJSON_TYPES:
+        return _parse_ndjson(kind, body)
+    stripped = body.lstrip()
+    if stripped[:1] == b"{":
+        wrapped = b"[" + body + b"]"
+    elif stripped[:1] == b"[":
+        wrapped = body
+    else:
+        raise BodyError(400, "body is not JSON: expected an event object or an array of events")
+    try:
+        return adapter.validate_json(wrapped), []
+    except ValidationError as exc:
+        _raise_if_unparsable(exc)
+        return [], collapse_errors(exc.errors(include_url=False))
+
+
+def _parse_ndjson(kind: str, body: bytes) -> tuple[list[Any], list[dict]]:
+    lines = [ln for ln in body.splitlines() if ln.strip()]
+    adapter = EVENT_LISTS[kind]
+    try:
+        return adapter.validate_json(b"[" + b",".join(lines) + b"]"), []
+    except ValidationError as exc:
+        if not any(e["type"] == "json_invalid" for e in exc.errors()):
+            return [], collapse_errors(exc.errors(include_url=False))
+    # Some line is not JSON: validate line by line so each error names its line.
+    model = EVENT_KINDS[kind]
+    errors: list[dict] = []
+    for i, line in enumerate(lines):
+        try:
+            model.model_validate_json(line)
+        except ValidationError as exc:
+            for err in collapse_errors(exc.errors(include_url=False), offset_index=False):
+                errors.append({**err, "index": i})
+    return [], errors
+
+
+def _raise_if_unparsable(exc: ValidationError) -> None:
+    for e in exc.errors(include_url=False):
+        if e["type"] == "json_invalid":
+            raise BodyError(400, f"body is not valid JSON: {e['msg']}")
+
+
+# Union branches (e.g. a feature value: bool | number | string | null) each add an error with
+# the branch's name appended to the location; a person wants one error per field.
+_TYPE_MISMATCH = {"bool_type", "float_type", "int_type", "string_type", "none_required",
+                  "float_parsing", "int_parsing", "bool_parsing", "int_from_float", "dict_type",
+                  "model_type", "list_type"}
+
+
+_BRANCH_TAGS = {"bool", "int", "float", "str", "none", "constrained-str", "constrained-int",
+                "constrained-float"}
+
+
+def collapse_errors(raw: list[dict], offset_index: bool = True) -> list[dict]:
+    """Pydantic errors -> [{index, field, reason}], one per bad field, most specific reason."""
+    locs = [tuple(e["loc"]) for e in raw]
+    # A location is a union branch when several errors differ only in a trailing branch tag.
+    branch_parents = {loc[:-1] for loc in locs if loc and loc[-1] in _BRANCH_TAGS}
+    branch_parents = {p for p in branch_parents
+                      if sum(1 for loc in locs if loc[:-1] == p and loc[-1] in _BRANCH_TAGS) > 1}
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for e, loc in zip(raw, locs):
+        if loc and loc[:-1] in branch_parents and loc[-1] in _BRANCH_TAGS:
+            loc = loc[:-1]
+        if offset_index and loc and isinstance(loc[0], int):
+            index, path = loc[0], loc[1:]
+        else:
+            index, path = (None if offset_index else 0), loc
+        groups[(index, ".".join(map(str, path)))].append(e)
+    out = []
+    for (index, field), errs in groups.items():
+        specific = [e for e in errs if e["type"] not in _TYPE_MISMATCH]
+        if errs[0]["type"] == "extra_forbidden":
+            reason = "unknown field"
+        elif specific:
+            reason = specific[0]["msg"]
+        elif len(errs) > 1:
+            reason = "wrong type: should be " + " or ".join(
+                sorted({e["msg"].removeprefix("Input should be ") for e in errs}))
+        else:
+            reason = errs[0]["msg"]
+        out.append({"index": index, "field": field or "(record)", "reason": reason})
+    return sorted(out, key=lambda d: (-1 if d["index"] is None else d["index"], d["field"]))

@@ -1,0 +1,57 @@
+"""The Prometheus metrics of the contract, defined once on one registry.
+
+Label cardinality stays bounded: model, feature, vendor, severity, kind, channel — never
+per event or per reviewer.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS_INGESTED = Counter("vigil_events_ingested_total", "Events accepted and acknowledged by the broker.",
+                          ["kind", "model_id"], registry=REGISTRY)
+EVENTS_REJECTED = Counter("vigil_events_rejected_total", "Events or requests refused, by reason.",
+                          ["kind", "reason"], registry=REGISTRY)
+EVENTS_DUPLICATE = Counter("vigil_events_duplicate_total", "Events already seen (same idempotency key).",
+                           ["kind"], registry=REGISTRY)
+FEATURE_PSI = Gauge("vigil_feature_psi", "PSI of a feature in the last closed window.",
+                    ["model_id", "feature"], registry=REGISTRY)
+FEATURE_KS = Gauge("vigil_feature_ks_statistic", "KS statistic of a feature in the last closed window.",
+                   ["model_id", "feature"], registry=REGISTRY)
+PREDICTION_JS = Gauge("vigil_prediction_js_divergence", "Jensen-Shannon divergence of predictions.",
+                      ["model_id"], registry=REGISTRY)
+MODEL_PERFORMANCE = Gauge("vigil_model_performance", "Performance metric of the last evaluated window.",
+                          ["model_id", "metric"], registry=REGISTRY)
+OVERRIDE_RATE = Gauge("vigil_override_rate", "Human override rate over the trailing period.",
+                      ["model_id"], registry=REGISTRY)
+VENDOR_LATENCY = Gauge("vigil_vendor_latency_ms", "Vendor latency quantiles over the trailing period.",
+                       ["vendor", "quantile"], registry=REGISTRY)
+VENDOR_SLA_COMPLIANT = Gauge("vigil_vendor_sla_compliant", "1 when the vendor meets the SLA term, else 0.",
+                             ["vendor", "sla"], registry=REGISTRY)
+FAIRNESS_GAP = Gauge("vigil_fairness_gap", "Fairness gap across groups of a segment attribute.",
+                     ["model_id", "attribute", "metric"], registry=REGISTRY)
+ALERTS_FIRED = Counter("vigil_alerts_fired_total", "Alerts fired.", ["severity", "kind"], registry=REGISTRY)
+ALERTS_ACTIVE = Gauge("vigil_alerts_active", "Alerts firing now.", ["severity"], registry=REGISTRY)
+NOTIFICATIONS = Counter("vigil_notifications_total", "Notification attempts by outcome.",
+                        ["channel", "outcome"], registry=REGISTRY)
+DETECTION_LATENCY = Histogram("vigil_detection_latency_seconds", "Window close to alert published.",
+                              registry=REGISTRY,
+                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+PUBLISH_SECONDS = Histogram("vigil_ingest_publish_seconds", "Time from validated request to broker ack.",
+                            registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+CONTRACT_METRICS = (
+    "vigil_events_ingested_total", "vigil_events_rejected_total", "vigil_feature_psi",
+    "vigil_feature_ks_statistic", "vigil_prediction_js_divergence", "vigil_model_performance",
+    "vigil_override_rate", "vigil_vendor_latency_ms", "vigil_vendor_sla_compliant",
+    "vigil_fairness_gap", "vigil_alerts_fired_total", "vigil_alerts_active",
+    "vigil_notifications_total", "vigil_detection_latency_seconds",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The registry in Prometheus text format, and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,1 @@
+"""Pure statistics over NumPy arrays: no Kafka, no Redis, no clock."""
