@@ -1,6 +1,6 @@
 """`vigil`: the command line. One obvious place per command; the work lives in the services.
 
-Commands: up, demo, serve, replay, alerts, evaluate (see DESIGN.md).
+Commands: up, demo, serve, replay (alerts and evaluate join with their services; see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import argparse
 import sys
 
 SERVICES = ("ingest", "drift", "oversight", "alerts")
-BUILT_SERVICES = ("ingest",)  # the others join as their issues land
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,11 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--batch", type=int, default=1_000, help="events per request")
     rp.add_argument("--api-key", default=None)
 
-    al = sub.add_parser("alerts", help="list or follow alerts from the alerts API")
-    al.add_argument("--follow", action="store_true")
-    al.add_argument("--url", default=None)
-
-    sub.add_parser("evaluate", help="replay incident scenarios and report detection delay")
     return p
 
 

@@ -1,0 +1,37 @@
+# Vigil: `make demo` runs the stack with a simulated fleet; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA_VERSION ?= 4.1.1
+
+.PHONY: install demo up test test-deps bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/vigil demo
+
+up: install
+	$(VENV)/bin/vigil up
+
+# Debian packages (promtool, chromium, JDK, Maven) and the Apache Kafka jars the tests run on.
+test-deps: install
+	bash scripts/install-test-deps.sh
+	$(PY) -m shared.runtime fetch-kafka --version $(KAFKA_VERSION)
+
+test: test-deps
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m bench.ingest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,149 @@
+"""What each `vigil` command does. The parser lives in services/cli.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from rich.console import Console
+
+from shared.settings import Settings, get_settings
+
+console = Console(stderr=False)
+BUILT = ("ingest",)  # services that exist; the others join as their issues land
+
+
+def _settings(args) -> Settings:
+    settings = get_settings()
+    broker = getattr(args, "broker", None)
+    return settings.model_copy(update={"embedded_broker": broker}) if broker else settings
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_serve(args) -> int:
+    settings = get_settings()
+    _logging(settings)
+    if args.service not in BUILT:
+        console.print(f"[red]vigil serve {args.service}: this service is not built yet "
+                      f"(built: {', '.join(BUILT)})[/red]")
+        return 2
+    if args.service == "ingest":
+        from services.ingest.app import serve
+        serve(settings)
+    return 0
+
+
+class Stack:
+    """`vigil up`: the embedded broker and Redis (unless configured) and every built service
+    as a child process `vigil serve NAME`, all stopped together."""
+
+    def __init__(self, settings: Settings):
+        from shared.runtime import EmbeddedStack
+        self.settings = settings
+        self.embedded = EmbeddedStack(settings)
+        self.children: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "Stack":
+        from shared.runtime import spawn
+        self.embedded.__enter__()
+        env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": self.embedded.kafka_bootstrap,
+               "VIGIL_REDIS_URL": self.embedded.redis_url}
+        try:
+            for name in BUILT:
+                self.children.append(spawn([sys.executable, "-m", "services.cli", "serve", name], env=env))
+            self.wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {n: u for n, u in self.settings.service_urls().items() if n in BUILT}
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for name, url in self.urls.items():
+            while True:
+                for child in self.children:
+                    if child.poll() is not None:
+                        raise RuntimeError(f"service exited early with code {child.returncode}: {child.args}")
+                try:
+                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} at {url} not ready after {timeout:.0f}s")
+                time.sleep(0.2)
+
+    def __exit__(self, *exc) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self.embedded.__exit__(*exc)
+
+
+def print_ready(stack: Stack) -> None:
+    from rich.table import Table
+    table = Table(title="Vigil", show_header=True)
+    table.add_column("what")
+    table.add_column("address")
+    for name, url in stack.urls.items():
+        table.add_row(name, url)
+    table.add_row("kafka bootstrap", stack.embedded.kafka_bootstrap)
+    table.add_row("redis", stack.embedded.redis_url)
+    console.print(table)
+    console.print("Vigil is up. Ctrl-C stops everything.", highlight=False)
+    sys.stdout.flush()
+
+
+def _wait_for_signal() -> None:
+    stop = {"now": False}
+
+    def handler(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    while not stop["now"]:
+        time.sleep(0.2)
+
+
+def cmd_up(args) -> int:
+    settings = _settings(args)
+    _logging(settings)
+    with Stack(settings) as stack:
+        print_ready(stack)
+        _wait_for_signal()
+    console.print("Vigil stopped.")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from services.demo import run_demo
+    settings = _settings(args)
+    logging.basicConfig(level="WARNING")
+    with Stack(settings) as stack:
+        print_ready(stack)
+        return run_demo(stack.urls["ingest"], duration=args.duration, speed=args.speed, rate=args.rate,
+                        api_key=(settings.api_key_list() or [None])[0])
+
+
+def cmd_replay(args) -> int:
+    from services.replay import run
+    return run(args)
