@@ -31,9 +31,15 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 ShortStr = Annotated[str, Field(max_length=MAX_STR_VALUE)]
-FeatureValue = StrictBool | Finite | ShortStr | None
-# A class label or a number (regression); bool first so JSON true stays a bool.
-Label = StrictBool | Annotated[int, Field(strict=True)] | Finite | Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+_StrictFinite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+# Unions are tried left to right in strict mode: the first branch that fits wins, so a JSON
+# true stays a bool, 3 stays a number and "3" stays a string (and validation is faster).
+FeatureValue = Annotated[StrictBool | _StrictFinite | Annotated[str, Field(strict=True, max_length=MAX_STR_VALUE)] | None,
+                         Field(union_mode="left_to_right")]
+# A class label or a number (regression).
+Label = Annotated[StrictBool | Annotated[int, Field(strict=True)] | _StrictFinite
+                  | Annotated[str, Field(strict=True, min_length=1, max_length=MAX_NAME)],
+                  Field(union_mode="left_to_right")]
 Variant = Literal["primary", "canary", "shadow"]
 Severity = Literal["low", "medium", "high", "critical"]
 

@@ -60,7 +60,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def ingest(kind: str, request: Request, conns: Conns, settings: AppSettings):
     body = await read_body(request, settings.max_body_bytes)
     try:
-        events, errors = parse_events(kind, body, request.headers.get("content-type"))
+        events, errors, raw = parse_events(kind, body, request.headers.get("content-type"))
     except BodyError as exc:
         EVENTS_REJECTED.labels(kind, "unreadable_body").inc()
         raise HTTPException(exc.status, detail=exc.reason) from None
@@ -89,11 +89,7 @@ async def ingest(kind: str, request: Request, conns: Conns, settings: AppSetting
     duplicates = len(events) - len(fresh)
 
     if fresh:
-        adapter = EVENT_LISTS[kind]
-        records = list(kafka.pack_records(
-            fresh, settings.batch_events, settings.max_record_bytes,
-            encode=lambda chunk: adapter.dump_json(chunk, exclude_none=True),
-            model_of=lambda e: e.model_id))
+        records = to_records(kind, fresh, raw if len(fresh) == len(events) else None, settings)
         started = time.perf_counter()
         try:
             await conns.publish(kafka.TOPICS[kind], records)
@@ -116,6 +112,23 @@ async def ingest(kind: str, request: Request, conns: Conns, settings: AppSetting
     if duplicates:
         EVENTS_DUPLICATE.labels(kind).inc(duplicates)
     return JSONResponse(status_code=202, content=IngestResult(accepted=len(fresh), duplicates=duplicates).model_dump())
+
+
+def to_records(kind: str, events: list, raw: bytes | None, settings) -> list[tuple[bytes, bytes]]:
+    """Kafka records of up to `batch_events` events of one model each.
+
+    When the request is already one such record — one model, no duplicates, small enough —
+    the validated array is published as it was sent, without re-encoding (the common case of
+    a model server posting its batch). Otherwise the events are grouped and re-encoded.
+    """
+    model = events[0].model_id
+    if (raw is not None and len(events) <= settings.batch_events and len(raw) <= settings.max_record_bytes
+            and all(e.model_id == model for e in events)):
+        return [(model.encode(), raw)]
+    adapter = EVENT_LISTS[kind]
+    return list(kafka.pack_records(events, settings.batch_events, settings.max_record_bytes,
+                                   encode=lambda chunk: adapter.dump_json(chunk, exclude_none=True),
+                                   model_of=lambda e: e.model_id))
 
 
 def _unavailable(kind: str, why: str) -> JSONResponse:

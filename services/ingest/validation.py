@@ -3,7 +3,7 @@
 Pure: bytes in, models or errors out. Each error names the record's index, the field and
 the reason, so a client can fix exactly what is wrong.
 
->>> events, errors = parse_events("labels", b'[{"event_id": "e", "model_id": "m", "label": 1, "timestamp": "2024-01-01T00:00:00"}]', "application/json")
+>>> events, errors, raw = parse_events("labels", b'[{"event_id": "e", "model_id": "m", "label": 1, "timestamp": "2024-01-01T00:00:00"}]', "application/json")
 >>> errors
 [{'index': 0, 'field': 'timestamp', 'reason': 'Input should have timezone info'}]
 """
@@ -11,7 +11,7 @@ the reason, so a client can fix exactly what is wrong.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -31,11 +31,17 @@ class BodyError(ValueError):
         self.reason = reason
 
 
+class Parsed(NamedTuple):
+    events: list[Any]  # validated models; empty when there are errors
+    errors: list[dict]  # [{index, field, reason}]
+    raw: bytes  # the body as one JSON array of the same events, exactly as sent
+
+
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def parse_events(kind: str, body: bytes, content_type: str | None) -> tuple[list[Any], list[dict]]:
+def parse_events(kind: str, body: bytes, content_type: str | None) -> Parsed:
     """Validate a body of one event object, a JSON array, or NDJSON.
 
     Returns (events, errors); a non-empty `errors` means nothing may be published.
@@ -58,20 +64,21 @@ def parse_events(kind: str, body: bytes, content_type: str | None) -> tuple[list
     else:
         raise BodyError(400, "body is not JSON: expected an event object or an array of events")
     try:
-        return adapter.validate_json(wrapped), []
+        return Parsed(adapter.validate_json(wrapped), [], wrapped)
     except ValidationError as exc:
         _raise_if_unparsable(exc)
-        return [], collapse_errors(exc.errors(include_url=False))
+        return Parsed([], collapse_errors(exc.errors(include_url=False)), wrapped)
 
 
-def _parse_ndjson(kind: str, body: bytes) -> tuple[list[Any], list[dict]]:
+def _parse_ndjson(kind: str, body: bytes) -> Parsed:
     lines = [ln for ln in body.splitlines() if ln.strip()]
     adapter = EVENT_LISTS[kind]
+    wrapped = b"[" + b",".join(lines) + b"]"
     try:
-        return adapter.validate_json(b"[" + b",".join(lines) + b"]"), []
+        return Parsed(adapter.validate_json(wrapped), [], wrapped)
     except ValidationError as exc:
         if not any(e["type"] == "json_invalid" for e in exc.errors()):
-            return [], collapse_errors(exc.errors(include_url=False))
+            return Parsed([], collapse_errors(exc.errors(include_url=False)), wrapped)
     # Some line is not JSON: validate line by line so each error names its line.
     model = EVENT_KINDS[kind]
     errors: list[dict] = []
@@ -81,7 +88,7 @@ def _parse_ndjson(kind: str, body: bytes) -> tuple[list[Any], list[dict]]:
         except ValidationError as exc:
             for err in collapse_errors(exc.errors(include_url=False), offset_index=False):
                 errors.append({**err, "index": i})
-    return [], errors
+    return Parsed([], errors, wrapped)
 
 
 def _raise_if_unparsable(exc: ValidationError) -> None:

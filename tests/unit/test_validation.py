@@ -30,7 +30,7 @@ def body(*events) -> bytes:
 
 
 def errors_of(kind, *events):
-    events_out, errors = parse_events(kind, body(*events), "application/json")
+    events_out, errors, _ = parse_events(kind, body(*events), "application/json")
     assert events_out == []
     return errors
 
@@ -40,7 +40,8 @@ def test_a_good_event_validates_as_object_array_and_ndjson(kind):
     one = json.dumps(GOOD[kind]).encode()
     for raw, ctype in ((one, "application/json"), (b"[" + one + b"]", "application/json; charset=utf-8"),
                        (one + b"\n\n" + one + b"\n", "application/x-ndjson")):
-        events, errors = parse_events(kind, raw, ctype)
+        events, errors, array = parse_events(kind, raw, ctype)
+        assert [e["timestamp"] for e in json.loads(array)] == [GOOD[kind]["timestamp"]] * len(events)
         assert errors == []
         assert len(events) in (1, 2)
         assert events[0].timestamp.tzinfo is not None
@@ -69,7 +70,7 @@ def test_wrong_type_names_the_field(kind, field, value):
 def test_nan_and_inf_are_refused_in_features_and_numbers(token):
     raw = json.dumps(GOOD["predictions"]).replace('"x": 1.5', '"x": __V__').replace(
         '"latency_ms": 12.0', '"latency_ms": __V__').encode().replace(b"__V__", token)
-    events, errors = parse_events("predictions", raw, "application/json")
+    events, errors, _ = parse_events("predictions", raw, "application/json")
     assert events == []
     assert {e["field"] for e in errors} == {"features.x", "latency_ms"}
     assert all("finite" in e["reason"] for e in errors)
@@ -127,7 +128,7 @@ def test_unusable_bodies_get_a_clear_status(raw, ctype, status):
 
 def test_ndjson_names_the_bad_line():
     good = json.dumps(GOOD["labels"]).encode()
-    errors = parse_events("labels", good + b"\n{not json\n" + good + b'\n{"event_id": 1}\n', "application/x-ndjson")[1]
+    errors = parse_events("labels", good + b"\n{not json\n" + good + b'\n{"event_id": 1}\n', "application/x-ndjson").errors
     assert {e["index"] for e in errors} == {1, 3}
     assert any("JSON" in e["reason"] for e in errors if e["index"] == 1)
 

@@ -1,0 +1,197 @@
+"""Ingest throughput: HTTP end to end into the broker, with the ceilings measured in the same run.
+
+    python -m bench.ingest [--broker kafka|tansu] [--seconds 20] [--concurrency 8]
+
+1. validation alone: `parse_events` + the record encoding on the same 1,000-event bodies;
+2. producing alone: the same records sent with the same acks=all producer, no HTTP;
+3. HTTP end to end: `vigil serve ingest` as its own process, loaded by a client process
+   posting pre-serialised 1,000-event batches (20 features), each a new set of event_ids;
+   resident memory of the ingest process sampled under that load.
+Results are printed as a table and written to bench/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from shared import kafka
+from shared.events import EVENT_LISTS
+from shared.runtime import start_kafka, start_redis, start_tansu
+from shared.settings import Settings
+
+console = Console()
+BATCH = 1_000
+FEATURES = 20
+
+
+def make_body(batch_no: int, rng: np.random.Generator) -> bytes:
+    x = rng.normal(size=(BATCH, FEATURES)).round(5)
+    events = [{"event_id": f"b{batch_no}-{i}", "model_id": f"bench-{batch_no % 4}", "model_version": "v1",
+               "timestamp": 1_767_225_600 + batch_no, "features": {f"f{j:02d}": float(x[i, j]) for j in range(FEATURES)},
+               "prediction": int(x[i, 0] > 0), "confidence": 0.8, "latency_ms": 12.5} for i in range(BATCH)]
+    return json.dumps(events).encode()
+
+
+def bench_validation(bodies: list[bytes], seconds: float) -> float:
+    from services.ingest.validation import parse_events
+    adapter = EVENT_LISTS["predictions"]
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        events, errors = parse_events("predictions", bodies[n // BATCH % len(bodies)], "application/json")
+        list(kafka.pack_records(events, encode=lambda c: adapter.dump_json(c, exclude_none=True),
+                                model_of=lambda e: e.model_id))
+        n += len(events)
+    return n / (time.perf_counter() - started)
+
+
+async def bench_produce(bootstrap: str, bodies: list[bytes], seconds: float, inflight: int = 8) -> float:
+    from services.ingest.validation import parse_events
+    adapter = EVENT_LISTS["predictions"]
+    records = []
+    for body in bodies[:8]:
+        events, _ = parse_events("predictions", body, "application/json")
+        records.extend(kafka.pack_records(events, encode=lambda c: adapter.dump_json(c, exclude_none=True),
+                                          model_of=lambda e: e.model_id))
+    producer = await kafka.start_producer(bootstrap)
+    n, started = 0, time.perf_counter()
+    try:
+        while time.perf_counter() - started < seconds:
+            futures = [await producer.send("bench.produce", value=v, key=k) for k, v in records[:inflight]]
+            await asyncio.gather(*futures)
+            n += BATCH * len(futures)
+    finally:
+        await producer.stop()
+    return n / (time.perf_counter() - started)
+
+
+LOADER = r"""
+import asyncio, sys, time, httpx, json
+url, seconds, conc, paths = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+bodies = [open(p, 'rb').read() for p in paths]
+async def main():
+    done, errors, lat = 0, 0, []
+    nxt = 0
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=conc)) as c:
+        end = time.perf_counter() + seconds
+        async def worker():
+            nonlocal done, errors, nxt
+            while time.perf_counter() < end and nxt < len(bodies):
+                body = bodies[nxt]; nxt += 1
+                t = time.perf_counter()
+                r = await c.post(url, content=body, headers={'content-type': 'application/json'})
+                lat.append(time.perf_counter() - t)
+                if r.status_code == 202: done += r.json()['accepted']
+                else: errors += 1
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(conc)])
+        wall = time.perf_counter() - t0
+    lat.sort()
+    print(json.dumps({'events': done, 'errors': errors, 'seconds': wall,
+                      'p50_ms': 1000*lat[len(lat)//2], 'p99_ms': 1000*lat[int(len(lat)*0.99)]}))
+asyncio.run(main())
+"""
+
+
+def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, conc: int, batches: int) -> dict:
+    port = 18000 + os.getpid() % 1000
+    env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
+           "VIGIL_INGEST_PORT": str(port), "VIGIL_LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env)
+    try:
+        import httpx
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("ingest did not become ready")
+            time.sleep(0.2)
+        rng = np.random.default_rng(1)
+        paths = []
+        for b in range(batches):
+            p = workdir / f"body{b}.json"
+            p.write_bytes(make_body(1_000_000 + b, rng))
+            paths.append(str(p))
+        proc = psutil.Process(server.pid)
+        loader = subprocess.Popen([sys.executable, "-c", LOADER, f"http://127.0.0.1:{port}/v1/predictions",
+                                   str(seconds), str(conc), *paths], stdout=subprocess.PIPE, text=True)
+        rss = []
+        while loader.poll() is None:
+            rss.append(proc.memory_info().rss)
+            time.sleep(0.25)
+        result = json.loads(loader.stdout.read())
+        result["rss_mb_max"] = max(rss) / 2**20 if rss else None
+        result["rss_mb_median"] = float(np.median(rss)) / 2**20 if rss else None
+        result["events_per_s"] = result["events"] / result["seconds"]
+        return result
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--concurrency", type=int, default=6)
+    args = ap.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    rng = np.random.default_rng(0)
+    bodies = [make_body(b, rng) for b in range(16)]
+    procs = []
+    try:
+        with console.status(f"starting {args.broker} and redis"):
+            broker = (start_kafka if args.broker == "kafka" else start_tansu)(workdir / "broker")
+            redis = start_redis(workdir / "redis")
+            procs = [broker, redis]
+            asyncio.run(kafka.ensure_topics(broker.address, Settings().topic_partitions))
+        with console.status("ceiling 1: validation + encoding alone"):
+            validate = bench_validation(bodies, args.seconds / 2)
+        with console.status("ceiling 2: producing alone (acks=all)"):
+            produce = asyncio.run(bench_produce(broker.address, bodies, args.seconds / 2))
+        with console.status(f"HTTP end to end for {args.seconds:.0f}s ({args.concurrency} connections)"):
+            batches = int(max(validate, produce) * args.seconds / BATCH * 1.5) + 10
+            http = bench_http(broker.address, redis.address, workdir, args.seconds, args.concurrency, batches)
+    finally:
+        for p in procs:
+            p.stop()
+    ceiling = min(validate, produce)
+    table = Table(title=f"ingest, {BATCH}-event batches x {FEATURES} features, broker {args.broker}, {os.cpu_count()} cores")
+    table.add_column("path")
+    table.add_column("events/s", justify="right")
+    table.add_column("notes")
+    table.add_row("validation + encoding alone", f"{validate:,.0f}", "one core, no I/O")
+    table.add_row("producing alone (acks=all)", f"{produce:,.0f}", "same records, no HTTP, no Redis")
+    table.add_row("[bold]HTTP end to end[/bold]", f"[bold]{http['events_per_s']:,.0f}[/bold]",
+                  f"{http['errors']} errors, p50 {http['p50_ms']:.0f} ms, p99 {http['p99_ms']:.0f} ms per request")
+    table.add_row("share of ceiling", f"{http['events_per_s'] / ceiling:.0%}", "min(validation, producing)")
+    table.add_row("ingest RSS under load", f"{http['rss_mb_max']:.0f} MiB max", f"median {http['rss_mb_median']:.0f} MiB")
+    console.print(table)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "ingest.json").write_text(json.dumps({
+        "broker": args.broker, "batch_events": BATCH, "features": FEATURES, "cores": os.cpu_count(),
+        "validation_events_per_s": validate, "produce_events_per_s": produce, "http": http,
+        "share_of_ceiling": http["events_per_s"] / ceiling}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
