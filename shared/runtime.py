@@ -473,7 +473,8 @@ def start_tansu(data_dir: Path | str, *, port: int | None = None, wait: bool = T
 # --------------------------------------------------------------------------- Apache Kafka
 
 
-def _java() -> str:
+def java_binary() -> str:
+    """`$JAVA_HOME/bin/java`, else `java` on PATH; a clear error when there is neither."""
     home = os.environ.get("JAVA_HOME")
     java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").is_file() \
         else shutil.which("java")
@@ -597,7 +598,7 @@ class KafkaProc(Proc):
         self.version = version
         self.classpath = classpath
         self.overrides = dict(overrides or {})
-        self.java = _java()
+        self.java = java_binary()
         self.data = self.home / "data"
         self.properties = self.home / "server.properties"
 
@@ -822,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         version = args.version or settings.kafka_version
         t0 = time.monotonic()
         cp = kafka_classpath(version)
-        _java()
+        java_binary()
         print(f"Apache Kafka {version}: {len(cp.split(os.pathsep))} jars resolved in "
               f"{time.monotonic() - t0:.1f} s; classpath cached in {CACHE_DIR}", flush=True)
         return 0

@@ -29,7 +29,7 @@ _SESSION_SERVERS: list[runtime.Proc] = []
 
 def _kafka_or_fail(data_dir, **kw) -> runtime.KafkaProc:
     try:
-        runtime._java()
+        runtime.java_binary()
         classpath = runtime.kafka_classpath()
     except RuntimeError as exc:
         pytest.fail(f"Apache Kafka cannot run here: {exc}", pytrace=False)

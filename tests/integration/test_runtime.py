@@ -150,6 +150,14 @@ def test_a_paused_broker_stops_answering_until_resumed(tansu):
     assert runtime.kafka_answers(tansu.address, timeout=5)
 
 
+def test_a_paused_server_still_stops_cleanly(tmp_path):
+    proc = runtime.start_redis(tmp_path)
+    proc.pause()
+    assert not runtime.redis_answers(proc.address, timeout=0.5)
+    assert proc.stop(timeout=10) == 0  # SIGTERM is delivered once it is continued
+    assert "ready to exit" in (tmp_path / "redis" / "redis.log").read_text()
+
+
 def test_a_restarted_tansu_comes_back_on_its_port_without_data(tmp_path):
     proc = runtime.start_tansu(tmp_path)
     try:
@@ -216,6 +224,22 @@ async def test_apache_kafka_keeps_acknowledged_records_across_restart(fresh_kafk
     assert len(got) == len(sent) and set(got) == sent
     partitions = await _partitions(bootstrap)
     assert all(partitions.get(t) == n for t, (n, _) in topic_plan(8).items())
+
+
+@pytest.mark.slow
+async def test_apache_kafka_log_dir_comes_back_on_other_ports(fresh_kafka):
+    # a static quorum: the next `vigil up` may find the previous ports taken
+    topic = await _create_topic(fresh_kafka.address, 2)
+    sent = await _produce(fresh_kafka.address, topic, 300, idempotent=True)
+    fresh_kafka.stop()
+    moved = runtime.start_kafka(fresh_kafka.home.parent, port=runtime.free_port(),
+                                controller_port=runtime.free_port())
+    try:
+        assert moved.port != fresh_kafka.port
+        got = await _consume_all(moved.address, topic, len(sent))
+        assert sorted(got) == sorted(sent)
+    finally:
+        moved.stop()
 
 
 @pytest.mark.parametrize("crash", [False, True], ids=["stop", "kill"])
