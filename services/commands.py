@@ -59,7 +59,8 @@ class Stack:
                "VIGIL_REDIS_URL": self.embedded.redis_url}
         try:
             for name in BUILT:
-                self.children.append(spawn([sys.executable, "-m", "services.cli", "serve", name], env=env))
+                self.children.append(spawn([sys.executable, "-m", "services.cli", "serve", name],
+                                           stdout=None, env=env))
             self.wait_ready()
         except BaseException:
             self.__exit__(None, None, None)

@@ -4,6 +4,7 @@
 - `apache_kafka` (Proc): Apache Kafka 4.x, one KRaft node, Vigil's topics created;
 - `tansu` (Proc): the Tansu broker, Vigil's topics created;
 - `broker` (Proc): parametrized over "kafka" and "tansu" (only the one a test runs starts);
+- `private_broker` (Proc): a private broker of each kind for one test (to pause or kill);
 - `fresh_kafka` (Proc): a private Apache Kafka for one test, for tests that stop, kill or
   restart it and must not disturb the others (slower: a few seconds per test).
 
@@ -81,6 +82,17 @@ def broker(request) -> runtime.Proc:
 @pytest.fixture
 def fresh_kafka(tmp_path) -> Iterator[runtime.KafkaProc]:
     proc = _with_topics(_kafka_or_fail(tmp_path))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(params=["kafka", "tansu"])
+def private_broker(request, tmp_path) -> Iterator[runtime.Proc]:
+    """A broker of each kind for one test alone, to pause, kill or restart freely."""
+    if request.param == "kafka":
+        proc = _with_topics(_kafka_or_fail(tmp_path))
+    else:
+        proc = _with_topics(runtime.start_tansu(tmp_path))
     yield proc
     proc.stop()
 

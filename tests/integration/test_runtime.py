@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The command that runs Vigil on this machine until Ctrl-C. Switch to the CLI with one line:
 #   UP_COMMANDS = {"vigil up": [sys.executable, "-m", "services.cli", "up"]}
-UP_COMMANDS = {"runtime": [sys.executable, "-m", "shared.runtime"]}
+UP_COMMANDS = {"vigil up": [sys.executable, "-m", "services.cli", "up"]}
 
 
 # --------------------------------------------------------------------------- helpers
