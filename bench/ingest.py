@@ -28,13 +28,13 @@ from rich.console import Console
 from rich.table import Table
 
 from shared import kafka
-from shared.events import EVENT_LISTS
 from shared.runtime import start_kafka, start_redis, start_tansu
 from shared.settings import Settings
 
 console = Console()
 BATCH = 1_000
 FEATURES = 20
+SETTINGS = Settings()
 
 
 def make_body(batch_no: int, rng: np.random.Generator) -> bytes:
@@ -45,31 +45,30 @@ def make_body(batch_no: int, rng: np.random.Generator) -> bytes:
     return json.dumps(events).encode()
 
 
-def bench_validation(bodies: list[bytes], seconds: float) -> float:
+def _records(body: bytes) -> list[tuple[bytes, bytes]]:
+    """What the ingest route does with a body before publishing: validate, make records."""
+    from services.ingest.routes import to_records
     from services.ingest.validation import parse_events
-    adapter = EVENT_LISTS["predictions"]
+    events, errors, raw = parse_events("predictions", body, "application/json")
+    assert not errors
+    return to_records("predictions", events, raw, SETTINGS)
+
+
+def bench_validation(bodies: list[bytes], seconds: float) -> float:
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        events, errors = parse_events("predictions", bodies[n // BATCH % len(bodies)], "application/json")
-        list(kafka.pack_records(events, encode=lambda c: adapter.dump_json(c, exclude_none=True),
-                                model_of=lambda e: e.model_id))
-        n += len(events)
+        _records(bodies[n // BATCH % len(bodies)])
+        n += BATCH
     return n / (time.perf_counter() - started)
 
 
 async def bench_produce(bootstrap: str, bodies: list[bytes], seconds: float, inflight: int = 8) -> float:
-    from services.ingest.validation import parse_events
-    adapter = EVENT_LISTS["predictions"]
-    records = []
-    for body in bodies[:8]:
-        events, _ = parse_events("predictions", body, "application/json")
-        records.extend(kafka.pack_records(events, encode=lambda c: adapter.dump_json(c, exclude_none=True),
-                                          model_of=lambda e: e.model_id))
+    records = [r for body in bodies[:inflight] for r in _records(body)]
     producer = await kafka.start_producer(bootstrap)
     n, started = 0, time.perf_counter()
     try:
         while time.perf_counter() - started < seconds:
-            futures = [await producer.send("bench.produce", value=v, key=k) for k, v in records[:inflight]]
+            futures = [await producer.send(kafka.TOPICS["predictions"], value=v, key=k) for k, v in records[:inflight]]
             await asyncio.gather(*futures)
             n += BATCH * len(futures)
     finally:
@@ -81,6 +80,7 @@ LOADER = r"""
 import asyncio, sys, time, httpx, json
 url, seconds, conc, paths = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 bodies = [open(p, 'rb').read() for p in paths]
+print('loaded', flush=True)
 async def main():
     done, errors, lat = 0, 0, []
     nxt = 0
@@ -105,7 +105,8 @@ asyncio.run(main())
 """
 
 
-def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, conc: int, batches: int) -> dict:
+def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, conc: int, batches: int,
+               pids: dict[str, int], profile: Path | None = None) -> dict:
     port = 18000 + os.getpid() % 1000
     env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
            "VIGIL_INGEST_PORT": str(port), "VIGIL_LOG_LEVEL": "WARNING"}
@@ -131,11 +132,28 @@ def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, co
         proc = psutil.Process(server.pid)
         loader = subprocess.Popen([sys.executable, "-c", LOADER, f"http://127.0.0.1:{port}/v1/predictions",
                                    str(seconds), str(conc), *paths], stdout=subprocess.PIPE, text=True)
-        rss = []
+        spy = None
+        if profile is not None:  # py-spy: where the ingest process spends its time under load
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid),
+                                    "--duration", str(int(seconds * 0.8)), "--format", "raw", "--output", str(profile)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert loader.stdout.readline().strip() == "loaded"  # bodies in memory: the clock starts
+        groups = {"ingest": [proc, *proc.children(recursive=True)], "loader": [psutil.Process(loader.pid)],
+                  **{name: [psutil.Process(pid)] for name, pid in pids.items()}}
+
+        def cpu() -> dict[str, float]:
+            return {k: sum(sum(p.cpu_times()[:2]) for p in ps) for k, ps in groups.items()}
+
+        rss: list[int] = []
+        cpu0, t0 = cpu(), time.perf_counter()
         while loader.poll() is None:
-            rss.append(proc.memory_info().rss)
+            rss.append(sum(p.memory_info().rss for p in groups["ingest"]))
+            cpu1, wall = cpu(), time.perf_counter() - t0
             time.sleep(0.25)
         result = json.loads(loader.stdout.read())
+        if spy is not None:
+            spy.wait(60)
+        result["cpu_cores"] = {k: (cpu1[k] - cpu0[k]) / wall for k in cpu0}
         result["rss_mb_max"] = max(rss) / 2**20 if rss else None
         result["rss_mb_median"] = float(np.median(rss)) / 2**20 if rss else None
         result["events_per_s"] = result["events"] / result["seconds"]
@@ -150,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy the ingest process into this file (collapsed stacks)")
     args = ap.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
@@ -168,7 +187,8 @@ def main(argv=None) -> int:
             produce = asyncio.run(bench_produce(broker.address, bodies, args.seconds / 2))
         with console.status(f"HTTP end to end for {args.seconds:.0f}s ({args.concurrency} connections)"):
             batches = int(max(validate, produce) * args.seconds / BATCH * 1.5) + 10
-            http = bench_http(broker.address, redis.address, workdir, args.seconds, args.concurrency, batches)
+            http = bench_http(broker.address, redis.address, workdir, args.seconds, args.concurrency, batches,
+                              {"broker": broker.pid, "redis": redis.pid}, args.profile)
     finally:
         for p in procs:
             p.stop()
@@ -182,6 +202,8 @@ def main(argv=None) -> int:
     table.add_row("[bold]HTTP end to end[/bold]", f"[bold]{http['events_per_s']:,.0f}[/bold]",
                   f"{http['errors']} errors, p50 {http['p50_ms']:.0f} ms, p99 {http['p99_ms']:.0f} ms per request")
     table.add_row("share of ceiling", f"{http['events_per_s'] / ceiling:.0%}", "min(validation, producing)")
+    table.add_row("CPU under load (cores)", " / ".join(f"{k} {v:.2f}" for k, v in http["cpu_cores"].items()),
+                  f"{os.environ.get('VIGIL_INGEST_WORKERS', '1')} ingest worker(s) (VIGIL_INGEST_WORKERS)")
     table.add_row("ingest RSS under load", f"{http['rss_mb_max']:.0f} MiB max", f"median {http['rss_mb_median']:.0f} MiB")
     console.print(table)
     out = Path(__file__).parent / "results"

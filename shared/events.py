@@ -25,7 +25,7 @@ MAX_CLASSES = 1_000
 MAX_SEGMENTS = 50
 
 ModelId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=r"^[^\x00-\x1f\x7f]+$")]  # no control characters
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]

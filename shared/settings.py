@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     kafka_version: str = "4.1.1"  # Apache Kafka for the embedded `kafka` broker
 
     # Ingest
+    ingest_workers: int = 1  # uvicorn worker processes of `vigil serve ingest`
     api_keys: SecretStr | None = None  # comma-separated bearer keys; unset -> open
     max_body_bytes: int = 32 * 1024 * 1024
     max_events_per_request: int = 50_000

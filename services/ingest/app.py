@@ -83,11 +83,14 @@ def create_app(settings: Settings | None = None, *, kafka_bootstrap: str | None 
     return app
 
 
-def serve(settings: Settings | None = None, **kwargs) -> None:
-    """Run the ingest API with uvicorn (`vigil serve ingest`)."""
+def serve(settings: Settings | None = None) -> None:
+    """Run the ingest API with uvicorn (`vigil serve ingest`), in `ingest_workers` processes."""
     import uvicorn
 
     settings = settings or get_settings()
-    app = create_app(settings, **kwargs)
-    uvicorn.run(app, host=settings.host, port=settings.ingest_port, log_level=settings.log_level.lower(),
-                access_log=False)
+    common = dict(host=settings.host, port=settings.ingest_port, log_level=settings.log_level.lower(),
+                  access_log=False)
+    if settings.ingest_workers > 1:  # each worker builds its app from the same VIGIL_* settings
+        uvicorn.run("services.ingest.app:create_app", factory=True, workers=settings.ingest_workers, **common)
+    else:
+        uvicorn.run(create_app(settings), **common)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from shared import kafka
 from shared.events import EVENT_LISTS, IDEMPOTENCY_FIELD, IngestResult
 from shared.metrics import EVENTS_DUPLICATE, EVENTS_INGESTED, EVENTS_REJECTED, PUBLISH_SECONDS
-from shared.redis import DONE, dedup_key
+from shared.redis import PUBLISH, bucket_key
 
 from .deps import RETRY_AFTER_SECONDS, AppSettings, Authorized, Conns, Unavailable, log
 from .validation import BodyError, parse_events
@@ -76,16 +76,15 @@ async def ingest(kind: str, request: Request, conns: Conns, settings: AppSetting
 
     # Duplicates inside the request, then against what was already acknowledged.
     field = IDEMPOTENCY_FIELD[kind]
-    unique: dict[str, object] = {}
+    buckets: dict[str, dict[str, object]] = {}
     for e in events:
-        unique.setdefault(dedup_key(kind, e.model_id, getattr(e, field)), e)
-    keys = list(unique)
+        bucket = bucket_key(kind, e.model_id, e.timestamp.date().isoformat())
+        buckets.setdefault(bucket, {}).setdefault(getattr(e, field), e)
     try:
-        states = await conns.idempotency.claim(keys)
+        token, states = await conns.idempotency.claim({b: list(ids) for b, ids in buckets.items()})
     except Exception as exc:  # noqa: BLE001
         return _unavailable(kind, f"redis: {type(exc).__name__}")
-    fresh_keys = [k for k, s in zip(keys, states) if s != DONE]
-    fresh = [unique[k] for k in fresh_keys]
+    fresh = [e for b, ids in buckets.items() for e, s in zip(ids.values(), states[b]) if s == PUBLISH]
     duplicates = len(events) - len(fresh)
 
     if fresh:
@@ -94,16 +93,12 @@ async def ingest(kind: str, request: Request, conns: Conns, settings: AppSetting
         try:
             await conns.publish(kafka.TOPICS[kind], records)
         except Unavailable as exc:
-            try:
-                await conns.idempotency.release(fresh_keys)
-            except Exception:  # noqa: BLE001 - pending claims expire on their own
-                log.warning("could not release %d idempotency claims", len(fresh_keys))
-            return _unavailable(kind, str(exc))
+            return _unavailable(kind, str(exc))  # the claims were never confirmed: a retry publishes
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
         try:
-            await conns.idempotency.confirm(fresh_keys)
+            await conns.idempotency.confirm(token)
         except Exception:  # noqa: BLE001 - published already; a retry would only add a copy
-            log.warning("could not confirm %d idempotency keys", len(fresh_keys))
+            log.warning("could not confirm idempotency token for %d events", len(fresh))
         counts: dict[str, int] = {}
         for e in fresh:
             counts[e.model_id] = counts.get(e.model_id, 0) + 1
