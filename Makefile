@@ -30,8 +30,10 @@ test-deps: install
 test: test-deps
 	$(PY) -m pytest -q
 
-bench: install
+# Benchmarks, each with its ceiling measured in the same run; results in bench/results/.
+bench: test-deps
 	$(PY) -m bench.ingest
+	$(PY) -m bench.stats
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared import kafka
-from shared.runtime import start_kafka, start_redis, start_tansu
+from shared.runtime import free_port, start_kafka, start_redis, start_tansu
 from shared.settings import Settings
 
 console = Console()
@@ -78,18 +78,20 @@ async def bench_produce(bootstrap: str, bodies: list[bytes], seconds: float, inf
 
 LOADER = r"""
 import asyncio, sys, time, httpx, json
-url, seconds, conc, paths = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-bodies = [open(p, 'rb').read() for p in paths]
+url, seconds, conc, tag, paths = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4].encode(), sys.argv[5:]
+templates = [open(p, 'rb').read() for p in paths]
 print('loaded', flush=True)
 async def main():
-    done, errors, lat = 0, 0, []
-    nxt = 0
+    done, errors, lat, sent = 0, 0, [], 0
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=conc)) as c:
         end = time.perf_counter() + seconds
         async def worker():
-            nonlocal done, errors, nxt
-            while time.perf_counter() < end and nxt < len(bodies):
-                body = bodies[nxt]; nxt += 1
+            nonlocal done, errors, sent
+            while time.perf_counter() < end:
+                k, j = sent % len(templates), sent
+                sent += 1
+                # every request a new set of event_ids: template k's "b<k>-<i>" become "<tag>r<j>-<i>"
+                body = templates[k].replace(b'"b%d-' % k, b'"%sr%d-' % (tag, j))
                 t = time.perf_counter()
                 r = await c.post(url, content=body, headers={'content-type': 'application/json'})
                 lat.append(time.perf_counter() - t)
@@ -105,11 +107,11 @@ asyncio.run(main())
 """
 
 
-def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, conc: int, batches: int,
-               pids: dict[str, int], profile: Path | None = None) -> dict:
-    port = 18000 + os.getpid() % 1000
+def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, conc: int,
+               pids: dict[str, int], workers: int = 1, profile: Path | None = None) -> dict:
+    port = free_port()
     env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
-           "VIGIL_INGEST_PORT": str(port), "VIGIL_LOG_LEVEL": "WARNING"}
+           "VIGIL_INGEST_PORT": str(port), "VIGIL_LOG_LEVEL": "WARNING", "VIGIL_INGEST_WORKERS": str(workers)}
     server = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env)
     try:
         import httpx
@@ -125,13 +127,13 @@ def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, co
             time.sleep(0.2)
         rng = np.random.default_rng(1)
         paths = []
-        for b in range(batches):
-            p = workdir / f"body{b}.json"
-            p.write_bytes(make_body(1_000_000 + b, rng))
+        for k in range(16):  # templates; the loader gives each request new event_ids
+            p = workdir / f"body{k}.json"
+            p.write_bytes(make_body(k, rng))
             paths.append(str(p))
         proc = psutil.Process(server.pid)
         loader = subprocess.Popen([sys.executable, "-c", LOADER, f"http://127.0.0.1:{port}/v1/predictions",
-                                   str(seconds), str(conc), *paths], stdout=subprocess.PIPE, text=True)
+                                   str(seconds), str(conc), workdir.name, *paths], stdout=subprocess.PIPE, text=True)
         spy = None
         if profile is not None:  # py-spy: where the ingest process spends its time under load
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid),
@@ -168,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--workers", default="1,2", help="ingest worker counts to measure, comma-separated")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the ingest process into this file (collapsed stacks)")
     args = ap.parse_args(argv)
 
@@ -185,10 +188,14 @@ def main(argv=None) -> int:
             validate = bench_validation(bodies, args.seconds / 2)
         with console.status("ceiling 2: producing alone (acks=all)"):
             produce = asyncio.run(bench_produce(broker.address, bodies, args.seconds / 2))
-        with console.status(f"HTTP end to end for {args.seconds:.0f}s ({args.concurrency} connections)"):
-            batches = int(max(validate, produce) * args.seconds / BATCH * 1.5) + 10
-            http = bench_http(broker.address, redis.address, workdir, args.seconds, args.concurrency, batches,
-                              {"broker": broker.pid, "redis": redis.pid}, args.profile)
+        http = {}
+        for n, workers in enumerate(int(w) for w in args.workers.split(",")):
+            with console.status(f"HTTP end to end, {workers} ingest worker(s), {args.seconds:.0f}s, "
+                                f"{args.concurrency} connections"):
+                run_dir = workdir / f"http{n}"
+                run_dir.mkdir()
+                http[workers] = bench_http(broker.address, redis.address, run_dir, args.seconds, args.concurrency,
+                                           {"broker": broker.pid, "redis": redis.pid}, workers, args.profile)
     finally:
         for p in procs:
             p.stop()
@@ -199,19 +206,19 @@ def main(argv=None) -> int:
     table.add_column("notes")
     table.add_row("validation + encoding alone", f"{validate:,.0f}", "one core, no I/O")
     table.add_row("producing alone (acks=all)", f"{produce:,.0f}", "same records, no HTTP, no Redis")
-    table.add_row("[bold]HTTP end to end[/bold]", f"[bold]{http['events_per_s']:,.0f}[/bold]",
-                  f"{http['errors']} errors, p50 {http['p50_ms']:.0f} ms, p99 {http['p99_ms']:.0f} ms per request")
-    table.add_row("share of ceiling", f"{http['events_per_s'] / ceiling:.0%}", "min(validation, producing)")
-    table.add_row("CPU under load (cores)", " / ".join(f"{k} {v:.2f}" for k, v in http["cpu_cores"].items()),
-                  f"{os.environ.get('VIGIL_INGEST_WORKERS', '1')} ingest worker(s) (VIGIL_INGEST_WORKERS)")
-    table.add_row("ingest RSS under load", f"{http['rss_mb_max']:.0f} MiB max", f"median {http['rss_mb_median']:.0f} MiB")
+    for workers, h in http.items():
+        table.add_row(f"[bold]HTTP end to end, {workers} worker(s)[/bold]", f"[bold]{h['events_per_s']:,.0f}[/bold]",
+                      f"{h['errors']} errors; per request p50 {h['p50_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms")
+        table.add_row("  share of ceiling", f"{h['events_per_s'] / ceiling:.0%}", "of min(validation, producing)")
+        table.add_row("  CPU under load (cores)", "", " / ".join(f"{k} {v:.2f}" for k, v in h["cpu_cores"].items()))
+        table.add_row("  ingest RSS under load", f"{h['rss_mb_max']:.0f} MiB", f"all workers, max (median {h['rss_mb_median']:.0f})")
     console.print(table)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "ingest.json").write_text(json.dumps({
         "broker": args.broker, "batch_events": BATCH, "features": FEATURES, "cores": os.cpu_count(),
-        "validation_events_per_s": validate, "produce_events_per_s": produce, "http": http,
-        "share_of_ceiling": http["events_per_s"] / ceiling}, indent=2))
+        "validation_events_per_s": validate, "produce_events_per_s": produce,
+        "http_by_workers": http}, indent=2))
     return 0
 
 
