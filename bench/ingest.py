@@ -27,6 +27,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from services.commands import wait_ready
 from shared import kafka
 from shared.runtime import free_port, start_kafka, start_redis, start_tansu
 from shared.settings import Settings
@@ -114,17 +115,7 @@ def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, co
            "VIGIL_INGEST_PORT": str(port), "VIGIL_LOG_LEVEL": "WARNING", "VIGIL_INGEST_WORKERS": str(workers)}
     server = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env)
     try:
-        import httpx
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("ingest did not become ready")
-            time.sleep(0.2)
+        wait_ready(f"http://127.0.0.1:{port}", 60, [server])
         rng = np.random.default_rng(1)
         paths = []
         for k in range(16):  # templates; the loader gives each request new event_ids

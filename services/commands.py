@@ -42,6 +42,23 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def wait_ready(url: str, timeout: float = 60.0, children: list[subprocess.Popen] = ()) -> None:
+    """Poll `url`/readyz until it answers 200; fail early when one of `children` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for child in children:
+            if child.poll() is not None:
+                raise RuntimeError(f"service exited early with code {child.returncode}: {child.args}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
 class Stack:
     """`vigil up`: the embedded broker and Redis (unless configured) and every built service
     as a child process `vigil serve NAME`, all stopped together."""
@@ -73,19 +90,8 @@ class Stack:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        for name, url in self.urls.items():
-            while True:
-                for child in self.children:
-                    if child.poll() is not None:
-                        raise RuntimeError(f"service exited early with code {child.returncode}: {child.args}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} at {url} not ready after {timeout:.0f}s")
-                time.sleep(0.2)
+        for url in self.urls.values():
+            wait_ready(url, max(1.0, deadline - time.monotonic()), self.children)
 
     def __exit__(self, *exc) -> None:
         for child in self.children:

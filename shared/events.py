@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator
 
 # Bounds on input sizes. Names here, not magic numbers elsewhere.
 MAX_ID = 200
@@ -131,6 +131,14 @@ class ModelSpec(_Spec):
     min_acceptable: dict[Name, Finite] = Field(default_factory=dict)
     fairness: FairnessSpec | None = None
     thresholds: dict[Name, Any] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from shared.policy import validate_thresholds  # policy imports this module
+
+        validate_thresholds(value)  # raises naming the key, the value and the rule
+        return value
 
 
 class VendorSLA(_Spec):

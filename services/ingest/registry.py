@@ -78,42 +78,43 @@ def _validate(model, data: Any):
         raise HTTPException(422, detail={"errors": errors}) from None
 
 
-@router.put("/models/{model_id}", response_model=ModelSpec,
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/ModelSpec"}}}}})
-async def put_model(model_id: ModelIdPath, request: Request, conns: Conns, settings: AppSettings):
-    spec = _validate(ModelSpec, await _json_body(request, settings))
-    value = spec.model_dump(mode="json")
-    if (failed := await _store(conns, "model", model_id, value)) is not None:
+async def _put(kind: str, name: str, model, request: Request, conns: Conns, settings: AppSettings):
+    value = _validate(model, await _json_body(request, settings)).model_dump(mode="json")
+    if (failed := await _store(conns, kind, name, value)) is not None:
         return failed
     return value
+
+
+async def _get(kind: str, name: str, conns: Conns, missing: str):
+    value = await _load(conns, kind, name)
+    if value is None:
+        raise HTTPException(404, detail=missing)
+    return value
+
+
+def _body_doc(schema: str) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{schema}"}}}}}
+
+
+@router.put("/models/{model_id}", response_model=ModelSpec, openapi_extra=_body_doc("ModelSpec"))
+async def put_model(model_id: ModelIdPath, request: Request, conns: Conns, settings: AppSettings):
+    return await _put("model", model_id, ModelSpec, request, conns, settings)
 
 
 @router.get("/models/{model_id}", response_model=ModelSpec)
 async def get_model(model_id: ModelIdPath, conns: Conns):
-    value = await _load(conns, "model", model_id)
-    if value is None:
-        raise HTTPException(404, detail=f"model {model_id!r} is not registered")
-    return value
+    return await _get("model", model_id, conns, f"model {model_id!r} is not registered")
 
 
-@router.put("/vendors/{vendor}/sla", response_model=VendorSLA,
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/VendorSLA"}}}}})
+@router.put("/vendors/{vendor}/sla", response_model=VendorSLA, openapi_extra=_body_doc("VendorSLA"))
 async def put_sla(vendor: VendorPath, request: Request, conns: Conns, settings: AppSettings):
-    sla = _validate(VendorSLA, await _json_body(request, settings))
-    value = sla.model_dump(mode="json")
-    if (failed := await _store(conns, "vendor", vendor, value)) is not None:
-        return failed
-    return value
+    return await _put("vendor", vendor, VendorSLA, request, conns, settings)
 
 
 @router.get("/vendors/{vendor}/sla", response_model=VendorSLA)
 async def get_sla(vendor: VendorPath, conns: Conns):
-    value = await _load(conns, "vendor", vendor)
-    if value is None:
-        raise HTTPException(404, detail=f"vendor {vendor!r} has no SLA registered")
-    return value
+    return await _get("vendor", vendor, conns, f"vendor {vendor!r} has no SLA registered")
 
 
 # --- reference upload ----------------------------------------------------------------------

@@ -98,6 +98,9 @@ def test_http_errors_are_clear(broker, redis_url):
         assert r.status_code == 400 and "JSON" in r.json()["detail"]
         r = httpx.put(f"{url}/v1/models/m1", json={"task": "regression", "colour": "red"}, headers=auth)
         assert r.status_code == 422 and r.json()["detail"]["errors"] == [{"field": "colour", "reason": "unknown field"}]
+        r = httpx.put(f"{url}/v1/models/m1", json={"thresholds": {"psi": {"high": 0.1, "medium": 0.2}}}, headers=auth)
+        assert r.status_code == 422 and r.json()["detail"]["errors"][0]["field"] == "thresholds"
+        assert "thresholds.psi" in r.json()["detail"]["errors"][0]["reason"]
         assert httpx.get(f"{url}/healthz").status_code == 200  # open without a key
         metrics = httpx.get(f"{url}/metrics").text
         assert 'vigil_events_rejected_total{kind="predictions",reason="unreadable_body"}' in metrics
