@@ -15,7 +15,7 @@ from rich.console import Console
 from shared.settings import Settings, get_settings
 
 console = Console(stderr=False)
-BUILT = ("ingest",)  # services that exist; the others join as their issues land
+BUILT = ("ingest", "drift")  # services that exist; the others join as their issues land
 
 
 def _settings(args) -> Settings:
@@ -39,6 +39,9 @@ def cmd_serve(args) -> int:
     if args.service == "ingest":
         from services.ingest.app import serve
         serve(settings)
+    elif args.service == "drift":
+        from services.drift.app import serve as serve_drift
+        serve_drift(settings)
     return 0
 
 

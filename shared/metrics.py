@@ -40,6 +40,10 @@ NOTIFICATIONS = Counter("vigil_notifications_total", "Notification attempts by o
 DETECTION_LATENCY = Histogram("vigil_detection_latency_seconds", "Window close to alert published.",
                               registry=REGISTRY,
                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+LATE_EVENTS = Counter("vigil_late_events_total", "Events that arrived after their window closed (counted, not added).",
+                      ["model_id"], registry=REGISTRY)
+DEADLETTERS = Counter("vigil_deadletter_total", "Input records or events sent to vigil.deadletter.",
+                      ["service", "reason"], registry=REGISTRY)
 PUBLISH_SECONDS = Histogram("vigil_ingest_publish_seconds", "Time from validated request to broker ack.",
                             registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 

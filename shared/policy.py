@@ -7,7 +7,7 @@ alone turns numbers into severities and actions.
 Per-model overrides come from ``ModelSpec.thresholds`` and are checked by
 :func:`validate_thresholds`. Valid keys:
 
-- a tier metric (``psi``, ``ks_statistic``, ``js_distance``, ``degradation``,
+- a tier metric (``psi``, ``ks_statistic``, ``js_distance``, ``degradation``, ``quality_violation``,
   ``demographic_parity_difference``, ``equalized_odds_difference``, ``concept_drift``,
   ``percentile``): the tiers, as ``[[above, severity], ...]`` in any order or as
   ``{severity: above}``; a severity must not need a lower value than a milder one;
@@ -73,6 +73,9 @@ TIERS: dict[str, tuple[tuple[float, Severity], ...]] = {  # metric -> ((above, s
     "equalized_odds_difference": ((0.2, HIGH), (0.1, MEDIUM)),
     "concept_drift": ((0.05, MEDIUM),),  # mean of the last 4 windows - current
     "percentile": ((99.9, CRITICAL), (99.0, HIGH), (95.0, MEDIUM)),  # calibrated mode; Vigil's choice
+    # data quality: the worst share of a window's events breaking the schema (null rate above
+    # max_null_rate counts by its excess); Vigil's choice
+    "quality_violation": ((0.10, HIGH), (0.01, MEDIUM)),
 }
 # A tier counts only when its test rejects: metric -> (p-value metric, override key of its alpha).
 GATES: dict[str, tuple[str, str]] = {

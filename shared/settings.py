@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     reference_sample: int = 10_000
     redis_timeout_seconds: float = 3.0
 
+    # Drift
+    drift_group: str = "vigil-drift"  # consumer group, and the namespace of its Redis checkpoints
+    drift_checkpoint_seconds: float = 2.0  # also saved on every window close and on revoke
+
     # Notifications (used by the alerts service)
     slack_webhook_url: SecretStr | None = None
     pagerduty_routing_key: SecretStr | None = None

@@ -1,0 +1,123 @@
+"""Helpers for the drift integration tests and bench: register a model, produce windows, run workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import orjson
+import redis
+
+from shared import kafka
+from shared.events import ModelSpec
+from shared.runtime import spawn
+from shared.stats.reference import profile
+from services.drift.evaluate import findings as window_findings
+from services.drift.quality import QualityLayout
+from services.drift.windows import WindowConfig, Windows, columnar
+from shared.stats.baseline import Baseline
+from shared.stats.window import WindowLayout
+
+FEATURES = [f"f{j:02d}" for j in range(20)]
+T0 = 1_700_000_040  # a multiple of 60: windows start here
+WINDOW = 60
+
+
+def spec(window: int = WINDOW) -> dict:
+    return ModelSpec(window_seconds=window, allowed_lateness_seconds=0, risk_tier="medium",
+                     features={f: {"type": "numeric", "min": -10, "max": 10, "max_null_rate": 0.05}
+                               for f in FEATURES}).model_dump(mode="json")
+
+
+def reference(rng: np.random.Generator, rows: int = 5_000) -> dict:
+    cols = {f: rng.normal(size=rows).tolist() for f in FEATURES}
+    cols["prediction"] = rng.integers(0, 2, size=rows).tolist()
+    cols["confidence"] = rng.uniform(0.5, 1.0, size=rows).tolist()
+    return {n: c.model_dump(mode="json") for n, c in profile(cols, 10_000, seed=7).items()}
+
+
+def register(redis_url: str, model_id: str, rng: np.random.Generator, window: int = WINDOW) -> None:
+    """Write the registry keys ingest writes (`vigil:registry:model:<id>`, `...reference-columns:<id>`)."""
+    r = redis.Redis.from_url(redis_url)
+    r.set(f"vigil:registry:model:{model_id}", orjson.dumps(spec(window)))
+    r.set(f"vigil:registry:reference-columns:{model_id}", orjson.dumps(reference(rng)))
+    r.close()
+
+
+def window_events(model_id: str, w: int, n: int, rng: np.random.Generator, shift: dict | None = None) -> list[dict]:
+    """n events of window w (event time spread inside it), features N(0, 1) (+ shift per feature)."""
+    x = rng.normal(size=(len(FEATURES), n))
+    for f, d in (shift or {}).items():
+        x[FEATURES.index(f)] += d
+    ts = T0 + w * WINDOW + np.sort(rng.uniform(0, WINDOW - 1e-3, size=n))
+    pred = rng.integers(0, 2, size=n)
+    conf = rng.uniform(0.5, 1.0, size=n)
+    rows = x.T.round(6).tolist()
+    return [{"event_id": f"{model_id}-{w}-{i}", "model_id": model_id, "timestamp": float(ts[i]),
+             "features": dict(zip(FEATURES, rows[i])), "prediction": int(pred[i]), "confidence": float(conf[i])}
+            for i in range(n)]
+
+
+async def _produce(bootstrap: str, events: list[dict], batch: int) -> None:
+    producer = await kafka.start_producer(bootstrap, "off")
+    try:
+        futures = [await producer.send(kafka.TOPICS["predictions"], value, key=key)
+                   for key, value in kafka.pack_records(events, batch)]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def produce(bootstrap: str, events: list[dict], batch: int = 500) -> None:
+    asyncio.run(_produce(bootstrap, events, batch))
+
+
+def expected_findings(redis_url: str, model_id: str, events: list[dict], batch: int = 500) -> dict[str, dict]:
+    """The findings of an uninterrupted run, computed with the pure pieces on the same records."""
+    r = redis.Redis.from_url(redis_url)
+    s = ModelSpec.model_validate(orjson.loads(r.get(f"vigil:registry:model:{model_id}")))
+    ref = orjson.loads(r.get(f"vigil:registry:reference-columns:{model_id}"))
+    r.close()
+    base = Baseline.from_profile(ref, task=s.task)
+    cfg = WindowConfig(s.window_seconds, s.allowed_lateness_seconds, WindowLayout.of(base), QualityLayout.of(s.features))
+    windows, out = Windows(), {}
+    for _, value in kafka.pack_records(events, batch):
+        for w in windows.add(model_id, cfg, columnar(orjson.loads(value), cfg)[0]).closed:
+            for f in window_findings(w, base, s)[0]:
+                out[f.finding_id] = f.model_dump(mode="json")
+    return out
+
+
+def group() -> str:
+    return f"drift-test-{uuid.uuid4().hex[:8]}"
+
+
+def start_worker(bootstrap: str, redis_url: str, group_id: str, port: int, log) -> subprocess.Popen:
+    env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
+           "VIGIL_DRIFT_GROUP": group_id, "VIGIL_DRIFT_PORT": str(port), "VIGIL_DRIFT_CHECKPOINT_SECONDS": "0.5",
+           "VIGIL_LOG_LEVEL": "INFO"}
+    return spawn([sys.executable, "-m", "services.cli", "serve", "drift"], stdout=log, env=env,
+                 cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def checkpoint_offsets(redis_url: str, group_id: str) -> dict[int, int]:
+    r = redis.Redis.from_url(redis_url)
+    out = {}
+    for k in r.scan_iter(f"vigil:checkpoint:{group_id}:*"):
+        out[int(k.rsplit(b":", 1)[1])] = orjson.loads(r.get(k))["offset"]
+    r.close()
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (v := predicate()):
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
