@@ -46,15 +46,12 @@ loads = orjson.loads
 
 
 def topic_plan(partitions: int) -> dict[str, tuple[int, dict[str, str]]]:
-    """Topic -> (partitions, configs). Input topics get `partitions`; `vigil.models` is compacted."""
-    plan: dict[str, tuple[int, dict[str, str]]] = {}
-    for name, topic in TOPICS.items():
-        configs = {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
-        n = partitions if name in INPUT_TOPICS or name in ("findings",) else 1
-        if name == "models":
-            n = 1  # one ordered log of registry changes, read whole by every service
-        plan[topic] = (n, configs)
-    return plan
+    """Topic -> (partitions, configs). The input topics and findings get `partitions`; the
+    rest one partition each; `vigil.models` is compacted (one ordered log, read whole)."""
+    spread = (*INPUT_TOPICS, "findings")
+    return {topic: (partitions if name in spread else 1,
+                    {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {})
+            for name, topic in TOPICS.items()}
 
 
 async def ensure_topics(bootstrap: str, partitions: int = 8, replication: int = 1,
