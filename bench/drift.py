@@ -1,0 +1,97 @@
+"""One drift worker's sustained throughput from the topic: 20 numeric features, findings included.
+
+    python -m bench.drift [--broker kafka|tansu] [--events 300000] [--window-events 30000]
+
+Starts the broker and Redis, registers a model (spec + reference) the way ingest does,
+produces `--events` events (records of 1,000, event time spread over windows of
+`--window-events` events each, one feature shifted in every other window so findings are
+published), then starts one `vigil serve drift` process and follows its Redis checkpoints.
+Throughput = events between the first and the last checkpoint / the time between them
+(group join and start-up excluded); the worker's CPU time over the same span is reported.
+Target: at least 50,000 events/s. Results go to bench/results/drift.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+from rich.console import Console
+
+from shared.runtime import free_port, start_kafka, start_redis, start_tansu
+from shared.settings import Settings
+from tests.integration import drift_support as ds
+
+console = Console()
+TARGET = 50_000
+RECORD = 1_000
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--window-events", type=int, default=30_000)
+    args = ap.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-drift-"))
+    procs, worker = [], None
+    rng = np.random.default_rng(0)
+    try:
+        with console.status(f"starting {args.broker} and redis"):
+            broker = (start_kafka if args.broker == "kafka" else start_tansu)(workdir / "broker")
+            redis = start_redis(workdir / "redis")
+            procs = [broker, redis]
+            import asyncio
+
+            from shared import kafka
+            asyncio.run(kafka.ensure_topics(broker.address, Settings().topic_partitions))
+        model = "bench-drift"
+        ds.register(redis.address, model, rng)
+        windows = -(-args.events // args.window_events)
+        with console.status(f"producing {args.events:,} events"):
+            for w in range(windows + 1):
+                n = args.window_events if w < windows else 10
+                ds.produce(broker.address, ds.window_events(model, w, n, rng, shift={"f05": 1.0} if w % 2 else None),
+                           batch=RECORD)
+        total = windows * args.window_events + 10
+        records = -(-args.window_events // RECORD) * windows + 1
+        group = ds.group()
+        log = open(workdir / "worker.log", "wb")
+        worker = ds.start_worker(broker.address, redis.address, group, free_port(), log)
+        ps = psutil.Process(worker.pid)
+        with console.status("draining the topic with one worker"):
+            first = ds.wait_for(lambda: (o := sum(ds.checkpoint_offsets(redis.address, group).values())) > 0 and o,
+                                120, "a first checkpoint", 0.05)
+            t0, cpu0 = time.monotonic(), sum(ps.cpu_times()[:2])
+            ds.wait_for(lambda: sum(ds.checkpoint_offsets(redis.address, group).values()) >= records, 600,
+                        "the worker to reach the end of the topic", 0.05)
+            t1, cpu1 = time.monotonic(), sum(ps.cpu_times()[:2])
+        done = (records - first) * RECORD
+        rate = done / (t1 - t0)
+        result = {"broker": args.broker, "events": total, "features": len(ds.FEATURES), "record_events": RECORD,
+                  "window_events": args.window_events, "measured_events": done, "seconds": t1 - t0,
+                  "events_per_s": rate, "worker_cpu_cores": (cpu1 - cpu0) / (t1 - t0), "target": TARGET,
+                  "cores": os.cpu_count()}
+        console.print(f"[bold]one drift worker: {rate:,.0f} events/s[/bold] ({done:,} events in {t1 - t0:.1f} s, "
+                      f"worker CPU {result['worker_cpu_cores']:.2f} cores; target {TARGET:,})")
+        out = Path(__file__).parent / "results"
+        out.mkdir(exist_ok=True)
+        (out / "drift.json").write_text(json.dumps(result, indent=2))
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        for p in procs:
+            p.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
