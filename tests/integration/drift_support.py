@@ -121,3 +121,16 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def _send_raw(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = await kafka.start_producer(bootstrap, "off")
+    try:
+        for key, value in records:
+            await producer.send_and_wait(kafka.TOPICS["predictions"], value, key=key)
+    finally:
+        await producer.stop()
+
+
+def _produce_raw(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
+    asyncio.run(_send_raw(bootstrap, records))

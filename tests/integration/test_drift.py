@@ -128,3 +128,27 @@ def test_kill_9_mid_window_then_restart_gives_the_findings_of_an_uninterrupted_r
 def test_two_workers_equal_one_and_the_survivor_takes_over_exactly(broker_kind, request, redis_url, tmp_path):
     broker = request.getfixturevalue({"kafka": "apache_kafka", "tansu": "tansu"}[broker_kind])
     _run_kill_test(broker, redis_url, tmp_path, workers=2, models=4)
+
+
+def test_bad_records_go_to_the_deadletter_topic_and_the_worker_keeps_going(worker, apache_kafka, redis_url):
+    import orjson
+
+    from tests.integration.drift_support import _produce_raw
+    rng = np.random.default_rng(4)
+    m, unknown = model_id("dlq"), model_id("unknown")
+    register(redis_url, m, rng)
+    good = window_events(m, 0, 300, rng)
+    stray = {**good[0], "event_id": "stray", "model_id": "someone-else"}
+    _produce_raw(apache_kafka.address, [(m.encode(), b"{not json"), (unknown.encode(), orjson.dumps(good[:2])),
+                                        (m.encode(), orjson.dumps([stray, {"event_id": 5}]))])
+    produce(apache_kafka.address, good + window_events(m, 2, 5, rng))
+    dead = events_of(read_records(apache_kafka.address, TOPICS["deadletter"], keys={m, unknown}, expect=4, timeout=30))
+    errors = sorted(d["error"].split(":")[0] for d in dead)
+    assert len(dead) == 4 and {d["source_topic"] for d in dead} == {TOPICS["predictions"]}, dead
+    assert any("not JSON" in d["error"] and d["raw"] == "{not json" for d in dead), errors
+    assert any("no model registered" in d["error"] for d in dead) and any("record key" in d["error"] for d in dead)
+
+    def counted() -> bool:
+        return any(mw.watermark >= T0 + 2 * WINDOW for p in list(worker.parts.values())
+                   if (mw := p.windows.models.get(m)) is not None)
+    wait_for(counted, 30, "the worker to go on counting the good events")
