@@ -90,7 +90,7 @@ class Registry:
 
 @dataclass
 class Partition:
-    windows: Windows = field(default_factory=Windows)
+    windows: Windows = field(default_factory=Windows)  # reference_sample: Settings.reference_sample
     offset: int = 0  # next offset to read
     pending: list[dict] = field(default_factory=list)
     dirty: bool = False
@@ -198,8 +198,8 @@ class DriftWorker:
         closed: list[ClosedWindow] = []
         for model_id, events in by_model.items():
             model = await self.registry.get(model_id)
-            batch, _ = columnar(events, model.cfg)
-            added = part.windows.add(model_id, model.cfg, batch)
+            batch, _ = columnar(events, part.windows.effective(model_id, model.cfg))
+            added = part.windows.add(model_id, model.cfg, batch, task=model.spec.task)
             self.events += len(batch)
             if added.late:
                 m.LATE_EVENTS.labels(model_id=model_id).inc(added.late)
@@ -219,7 +219,8 @@ class DriftWorker:
     async def _evaluate(self, w: ClosedWindow) -> list[dict]:
         model = await self.registry.get(w.model_id)
         try:
-            found, rows = window_findings(w, model.base, model.spec)
+            found, rows = window_findings(w, w.base or model.base, model.spec,
+                                          "first_window" if w.base is not None else "registered")
         except ValueError as exc:  # the reference changed while the window was open
             log.warning("window %s@%s not evaluated: %s", w.model_id, w.start, exc)
             return []
@@ -283,7 +284,7 @@ class DriftWorker:
                      len(cp.pending))
             if cp.pending:
                 await self._publish(tp.partition)
-        log.info("assigned partitions %s", sorted(tp.partition for tp in tps))
+        log.info("drift worker holds partitions %s", sorted(self.parts))
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from shared.stats.baseline import Baseline
 from shared.stats.sample import hash_ids
 from shared.stats.window import WindowLayout, WindowState
 from services.drift.quality import QualityLayout, QualityState, statuses
@@ -64,6 +65,7 @@ class Batch:
     quality: np.ndarray  # int8 (schema features, m)
     features: list[Mapping[str, Any]]
     versions: list[str]
+    raw_prediction: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -73,7 +75,7 @@ class Batch:
             return col[idx] if isinstance(col, np.ndarray) else [col[i] for i in idx]
         return Batch(self.keys[idx], self.ts[idx], {k: pick(v) for k, v in self.columns.items()},
                      None if self.prediction is None else pick(self.prediction), self.confidence[idx],
-                     self.quality[:, idx], pick(self.features), pick(self.versions))
+                     self.quality[:, idx], pick(self.features), pick(self.versions), pick(self.raw_prediction))
 
 
 def _timestamp(v: Any) -> float:
@@ -139,8 +141,50 @@ def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig) -> tuple[Ba
         conf.append(c)
     batch = Batch(hash_ids([e["event_id"] for e in good]), np.array([_timestamp(e["timestamp"]) for e in good], dtype=float),
                   cols, pred, _floats(conf), statuses(cfg.quality, feats), feats,
-                  [str(e.get("model_version", "unknown")) for e in good])
+                  [str(e.get("model_version", "unknown")) for e in good], preds)
     return batch, errors
+
+
+class RawSample:
+    """The `k` events with the smallest keys, kept raw (features, prediction, confidence): what a
+    model without a registered reference needs to turn its first full window into one.
+    Mergeable and order-free like `BottomK`; used only until the model has a reference."""
+
+    def __init__(self, k: int):
+        self.k = int(k)
+        self.rows: dict[int, list] = {}
+
+    def update(self, keys: np.ndarray, batch: Batch) -> RawSample:
+        cut = max(self.rows) if len(self.rows) >= self.k else None
+        for i, key in enumerate(keys.tolist()):
+            if (cut is None or key < cut) and key not in self.rows:
+                self.rows[key] = [dict(batch.features[i]), batch.raw_prediction[i], _num(batch.confidence[i])]
+        if len(self.rows) > self.k:
+            self.rows = dict(sorted(self.rows.items())[: self.k])
+        return self
+
+    def columns(self, names: Sequence[str] | None = None) -> dict[str, list]:
+        """Column -> values (None where absent), in key order: feature columns, prediction, confidence."""
+        rows = [r for _, r in sorted(self.rows.items())]
+        names = sorted({n for f, _, _ in rows for n in f}) if names is None else list(names)
+        cols: dict[str, list] = {n: [f.get(n) for f, _, _ in rows] for n in names}
+        cols["prediction"] = [p for _, p, _ in rows]
+        if any(c is not None for _, _, c in rows):
+            cols["confidence"] = [c for _, _, c in rows]
+        return cols
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "rows": [[str(k), r] for k, r in sorted(self.rows.items())]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RawSample:
+        out = cls(d["k"])
+        out.rows = {int(k): r for k, r in d["rows"]}
+        return out
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else float(x)
 
 
 @dataclass
@@ -148,13 +192,16 @@ class OpenWindow:
     state: WindowState
     quality: QualityState
     versions: dict[str, int] = field(default_factory=dict)
+    raw: RawSample | None = None  # only while the model has no reference
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state.to_dict(), "quality": self.quality.to_dict(), "versions": self.versions}
+        return {"state": self.state.to_dict(), "quality": self.quality.to_dict(), "versions": self.versions,
+                "raw": None if self.raw is None else self.raw.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpenWindow:
-        return cls(WindowState.from_dict(d["state"]), QualityState.from_dict(d["quality"]), dict(d["versions"]))
+        return cls(WindowState.from_dict(d["state"]), QualityState.from_dict(d["quality"]), dict(d["versions"]),
+                   None if d.get("raw") is None else RawSample.from_dict(d["raw"]))
 
 
 @dataclass
@@ -165,6 +212,7 @@ class ClosedWindow:
     state: WindowState
     quality: QualityState
     versions: dict[str, int]
+    base: Baseline | None = None  # the first-window reference, when the model has no registered one
 
     @property
     def model_version(self) -> str:
@@ -182,27 +230,58 @@ class Added:
 class ModelWindows:
     watermark: float = -math.inf
     open: dict[int, OpenWindow] = field(default_factory=dict)
+    first_event: float | None = None  # event time of the model's first event, in log order
+    reference: dict[str, Any] | None = None  # profile of the first full window (no registered reference)
+    _base: Baseline | None = field(default=None, repr=False)
+
+    @property
+    def base(self) -> Baseline | None:
+        if self._base is None and self.reference is not None:
+            self._base = Baseline.from_profile(self.reference["columns"], task=self.reference["task"])
+        return self._base
 
     def to_dict(self) -> dict[str, Any]:
         return {"watermark": None if self.watermark == -math.inf else self.watermark,
-                "open": {str(s): w.to_dict() for s, w in self.open.items()}}
+                "open": {str(s): w.to_dict() for s, w in self.open.items()},
+                "first_event": self.first_event, "reference": self.reference}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelWindows:
         wm = -math.inf if d["watermark"] is None else float(d["watermark"])
-        return cls(wm, {int(s): OpenWindow.from_dict(w) for s, w in d["open"].items()})
+        return cls(wm, {int(s): OpenWindow.from_dict(w) for s, w in d["open"].items()},
+                   d.get("first_event"), d.get("reference"))
 
 
 class Windows:
-    """Every model's open windows; `add` counts a batch and returns the windows it closed."""
+    """Every model's open windows; `add` counts a batch and returns the windows it closed.
 
-    def __init__(self) -> None:
+    A model whose `WindowConfig` has no reference (an empty layout) keeps a `RawSample` of each
+    window until its first *full* window (one that starts at or after the model's first event)
+    closes: that window's sample (exact up to `reference_sample` events) is profiled into the
+    model's reference, the windows open at that moment are rebuilt from their samples (exact
+    while they hold at most `reference_sample` events), and later windows are counted normally.
+    Call `effective(model_id, cfg)` for the configuration to build batches with.
+    """
+
+    def __init__(self, reference_sample: int = 10_000) -> None:
         self.models: dict[str, ModelWindows] = {}
+        self.reference_sample = reference_sample
 
-    def add(self, model_id: str, cfg: WindowConfig, batch: Batch) -> Added:
+    def effective(self, model_id: str, cfg: WindowConfig, task: str | None = None) -> WindowConfig:
+        """`cfg`, with the first-window reference's layout when the model has no registered one."""
+        mw = self.models.get(model_id)
+        if _has_reference(cfg.layout) or mw is None or mw.base is None:
+            return cfg
+        return WindowConfig(cfg.size, cfg.lateness, WindowLayout.of(mw.base, cfg.layout.sample_size), cfg.quality)
+
+    def add(self, model_id: str, cfg: WindowConfig, batch: Batch, task: str | None = None) -> Added:
         mw = self.models.setdefault(model_id, ModelWindows())
         if not len(batch):
             return Added([], 0)
+        if mw.first_event is None:
+            mw.first_event = float(batch.ts[0])
+        cfg = self.effective(model_id, cfg)
+        bootstrap = not _has_reference(cfg.layout)
         size, lateness = cfg.size, cfg.lateness
         before = np.maximum.accumulate(np.concatenate([[mw.watermark], batch.ts]))[:-1]
         starts = (np.floor(batch.ts / size) * size).astype(np.int64)
@@ -212,21 +291,53 @@ class Windows:
             idx = on_time[starts[on_time] == start]
             w = mw.open.get(start)
             if w is None:
-                w = mw.open[start] = OpenWindow(WindowState(cfg.layout), QualityState(cfg.quality))
+                w = mw.open[start] = OpenWindow(WindowState(cfg.layout), QualityState(cfg.quality),
+                                                raw=RawSample(self.reference_sample) if bootstrap else None)
             keep = _fresh(w.state.seen, batch.keys[idx])
             if keep.size == 0:
                 continue
             part = batch.take(idx[keep])
             w.state.update(part.keys, part.columns, part.prediction, part.confidence)
             w.quality.update(part.quality, part.features)
+            if w.raw is not None:
+                w.raw.update(part.keys, part)
             for v in part.versions:
                 w.versions[v] = w.versions.get(v, 0) + 1
         mw.watermark = max(mw.watermark, float(batch.ts.max()))
-        closed = [ClosedWindow(model_id, s, s + size, w.state, w.quality, w.versions)
-                  for s, w in sorted(mw.open.items()) if s + size + lateness <= mw.watermark]
-        for c in closed:
-            del mw.open[c.start]
+        closed = []
+        for s, w in sorted(mw.open.items()):
+            if s + size + lateness > mw.watermark:
+                break
+            del mw.open[s]
+            if w.raw is not None and mw.reference is None and s >= mw.first_event:
+                self._adopt(mw, w.raw, cfg, task)
+                w.raw = None
+                closed.append(ClosedWindow(model_id, s, s + size, w.state, w.quality, w.versions))  # quality only
+                continue
+            closed.append(ClosedWindow(model_id, s, s + size, w.state, w.quality, w.versions,
+                                       mw.base if w.raw is None and mw.reference is not None else None))
         return Added(closed, int(late.sum()))
+
+    def _adopt(self, mw: ModelWindows, raw: RawSample, cfg: WindowConfig, task: str | None) -> None:
+        """Make a closed full window's sample the model's reference; rebuild the open windows."""
+        from shared.stats.reference import profile
+        declared = dict(zip(cfg.quality.names, cfg.quality.types))
+        cols = raw.columns(cfg.quality.names or None)
+        prof = profile(cols, self.reference_sample, seed=0, declared=declared)
+        mw.reference = {"task": task, "columns": {n: c.model_dump(mode="json") for n, c in prof.items()}}
+        mw._base = None
+        layout = WindowLayout.of(mw.base, cfg.layout.sample_size)
+        for w in mw.open.values():
+            if w.raw is None:
+                continue
+            rows = sorted(w.raw.rows.items())
+            events = [{"event_id": "x", "timestamp": 0, "features": f, "prediction": p, "confidence": c}
+                      for _, (f, p, c) in rows]
+            b = columnar(events, WindowConfig(cfg.size, cfg.lateness, layout, QualityLayout()))[0] if events else None
+            w.state = WindowState(layout)
+            if b is not None:
+                w.state.update(np.array([k for k, _ in rows], dtype=np.uint64), b.columns, b.prediction, b.confidence)
+            w.raw = None
 
     def to_dict(self) -> dict[str, Any]:
         return {m: mw.to_dict() for m, mw in self.models.items()}
@@ -236,6 +347,10 @@ class Windows:
         w = cls()
         w.models = {m: ModelWindows.from_dict(v) for m, v in d.items()}
         return w
+
+
+def _has_reference(layout: WindowLayout) -> bool:
+    return bool(layout.numeric or layout.categorical or layout.prediction_kind)
 
 
 def _fresh(seen: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -41,11 +41,13 @@ def reference(rng: np.random.Generator, rows: int = 5_000) -> dict:
     return {n: c.model_dump(mode="json") for n, c in profile(cols, 10_000, seed=7).items()}
 
 
-def register(redis_url: str, model_id: str, rng: np.random.Generator, window: int = WINDOW) -> None:
+def register(redis_url: str, model_id: str, rng: np.random.Generator, window: int = WINDOW,
+             with_reference: bool = True) -> None:
     """Write the registry keys ingest writes (`vigil:registry:model:<id>`, `...reference-columns:<id>`)."""
     r = redis.Redis.from_url(redis_url)
     r.set(f"vigil:registry:model:{model_id}", orjson.dumps(spec(window)))
-    r.set(f"vigil:registry:reference-columns:{model_id}", orjson.dumps(reference(rng)))
+    if with_reference:
+        r.set(f"vigil:registry:reference-columns:{model_id}", orjson.dumps(reference(rng)))
     r.close()
 
 

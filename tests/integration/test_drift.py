@@ -7,6 +7,7 @@ import threading
 from datetime import datetime
 
 import numpy as np
+import orjson
 import pytest
 
 from shared.kafka import TOPICS
@@ -61,6 +62,18 @@ def test_a_one_sd_mean_shift_flags_that_feature_only_in_the_first_window_after_i
     assert all(f["kind"] == "data_drift" for f in found), found
 
 
+def test_without_a_reference_the_first_full_window_is_the_reference_and_findings_say_so(worker, apache_kafka, redis_url):
+    rng = np.random.default_rng(6)
+    m = model_id("noref")
+    register(redis_url, m, rng, with_reference=False)
+    events = [*window_events(m, 0, 2_000, rng), *window_events(m, 1, 2_000, rng),
+              *window_events(m, 2, 2_000, rng, shift={"f13": 1.0}), *window_events(m, 3, 10, rng)]
+    produce(apache_kafka.address, events)
+    found = findings_of(apache_kafka.address, m, expect=1)
+    assert [(f["kind"], f["feature"], f["evidence"]["reference"]) for f in found] == [("data_drift", "f13", "first_window")]
+    assert datetime.fromisoformat(found[0]["window_start"]).timestamp() == T0 + 2 * WINDOW
+
+
 def test_an_undrifted_stream_over_40_windows_raises_nothing_medium_or_above(worker, apache_kafka, redis_url):
     rng = np.random.default_rng(2)
     m = model_id("control")
@@ -73,6 +86,17 @@ def test_an_undrifted_stream_over_40_windows_raises_nothing_medium_or_above(work
     wait_for(closed_all, 60, "the worker to close all 40 windows")
     found = findings_of(apache_kafka.address, m, timeout=5)
     assert [f for f in found if RANK[f["severity"]] >= RANK["medium"]] == []
+
+
+def _partition(model: str, partitions: int = 8) -> int:
+    from aiokafka.partitioner import DefaultPartitioner
+    return DefaultPartitioner()(model.encode(), list(range(partitions)), list(range(partitions)))
+
+
+def _assigned(log_path) -> set[int] | None:
+    """The partitions a worker's log says it holds now (its last assignment)."""
+    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if "drift worker holds partitions" in ln]
+    return None if not lines else set(orjson.loads(lines[-1].rsplit("holds partitions ", 1)[1]))
 
 
 def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> None:
@@ -88,16 +112,24 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> No
         expected.update(expected_findings(redis_url, m, all_events[m]))
     assert expected, "the scenario must produce findings"
     g = group()
-    logs = [open(tmp_path / f"worker{i}.log", "wb") for i in range(workers + 1)]
+    paths = [tmp_path / f"worker{i}.log" for i in range(workers + 1)]
+    logs = [open(p, "wb") for p in paths]
     procs = [start_worker(broker.address, redis_url, g, free_port(), logs[i]) for i in range(workers)]
+    watched = _partition(ms[0])
     try:
+        victim = 0
+        if workers == 2:  # wait for a settled split, then kill the worker holding the first model
+            def settled():
+                a = [_assigned(p) for p in paths[:2]]
+                return all(a) and a[0] | a[1] == set(range(8)) and not a[0] & a[1] and a
+            victim = 0 if watched in wait_for(settled, 40, "two workers to split the partitions")[0] else 1
         first = [e for m in ms for e in all_events[m][:2_200]]  # window 0 and half of window 1
         rest = [e for m in ms for e in all_events[m][2_200:]]
         produce(broker.address, first)
-        wait_for(lambda: sum(checkpoint_offsets(redis_url, g).values()) > 0, 40, "a first checkpoint")
+        wait_for(lambda: checkpoint_offsets(redis_url, g).get(watched, 0) > 0, 40, "a first checkpoint")
         produce(broker.address, rest[: len(rest) // 3])
-        procs[0].kill()  # kill -9, mid-window
-        procs[0].wait()
+        procs[victim].kill()  # kill -9, mid-window
+        procs[victim].wait()
         produce(broker.address, rest[len(rest) // 3:])
         if workers == 1:
             procs.append(start_worker(broker.address, redis_url, g, free_port(), logs[-1]))
@@ -110,8 +142,9 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> No
                 p.wait()
         for f in logs:
             f.close()
-    restored = b"".join((tmp_path / f"worker{i}.log").read_bytes() for i in range(1, workers + 1))
-    assert b"restored from its checkpoint" in restored, "the survivor or restart must resume from a checkpoint"
+    heir = paths[-1] if workers == 1 else paths[1 - victim]
+    assert f"partition {watched} restored from its checkpoint".encode() in heir.read_bytes(), \
+        "the restarted worker or the survivor must resume the killed worker's partition from its checkpoint"
     by_id: dict[str, dict] = {}
     for f in found:
         assert by_id.setdefault(f["finding_id"], f) == f, "a repeated finding must be identical"

@@ -96,3 +96,28 @@ def test_out_of_range_wrong_type_nulls_unexpected_and_missing_features_are_data_
     assert quality["f1"].metrics["null_rate"] == pytest.approx(0.25, abs=0.01) and quality["f1"].severity == "high"
     assert quality["f3"].severity == "medium" and quality["f4"].metrics["missing_share"] == 1.0
     assert quality["extra"].evidence["problem"] == "unexpected_feature"
+
+
+def test_without_a_registered_reference_the_first_full_window_becomes_it(setup):
+    import orjson
+    spec = spec_of(setup)
+    cfg = WindowConfig(60, 0, WindowLayout(), QualityLayout.of(spec.features))
+    rng = np.random.default_rng(5)
+
+    def evs(w, n, shift=0.0, start=0.5):
+        x = rng.normal(size=(len(FEATURES), n))
+        x[2] += shift
+        return [{"event_id": f"w{w}-{i}", "timestamp": w * 60 + start + i * (59 - start) / n,
+                 "features": dict(zip(FEATURES, x[:, i].tolist())), "prediction": int(rng.integers(0, 2))}
+                for i in range(n)]
+    stream = [evs(0, 500), evs(1, 3_000, start=0.0), evs(2, 3_000), evs(3, 3_000, shift=1.0), evs(4, 1)]
+    windows, out = Windows(), []
+    for i, batch in enumerate(stream):
+        if i == 3:  # a checkpoint and restore in the middle keeps the derived reference
+            windows = Windows.from_dict(orjson.loads(orjson.dumps(windows.to_dict())))
+        eff = windows.effective("m", cfg)
+        out += windows.add("m", cfg, columnar(batch, eff)[0], task=spec.task).closed
+    assert [(c.start, c.base is not None) for c in out] == [(0, False), (60, False), (120, True), (180, True)]
+    assert findings(out[2], out[2].base, spec, "first_window")[0] == []
+    found = findings(out[3], out[3].base, spec, "first_window")[0]
+    assert [(f.kind, f.feature, f.evidence["reference"]) for f in found] == [("data_drift", "f2", "first_window")]
