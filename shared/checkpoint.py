@@ -8,6 +8,11 @@ when partitions move between workers, the new owner loads exactly the state of t
 seeks to. ``pending`` is an outbox: output (findings) derived from the state, saved before it
 is published and re-published after a restore (consumers dedup by id).
 
+Fencing: a worker that claims a partition (`claim`, on assignment) raises the partition's
+owner generation (the consumer group generation) and saves only while no newer owner has
+claimed it, checked in the same Lua call that writes; so a worker that was paused past its
+session timeout and lost its partitions cannot overwrite its successor's checkpoint.
+
 Used by the drift and oversight services. No clock; the Redis client is passed in.
 """
 
@@ -20,6 +25,29 @@ from typing import Any
 import orjson
 
 PREFIX = "vigil:checkpoint:"
+# KEYS: n blob keys then n owner keys; ARGV[1]: generation, ARGV[2..]: n blobs. Writes all or
+# none; returns the 1-based positions claimed by a newer generation (then nothing is written).
+_SAVE = """
+local n, gen, stale = #KEYS / 2, tonumber(ARGV[1]), {}
+for i = 1, n do
+  local owner = tonumber(redis.call('GET', KEYS[n + i]) or '-1')
+  if owner > gen then stale[#stale + 1] = i end
+end
+if #stale > 0 then return stale end
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i + 1])
+  redis.call('SET', KEYS[n + i], gen)
+end
+return stale
+"""
+# KEYS: owner keys; ARGV[1]: generation. Raise each owner generation to ARGV[1] (never lower).
+_CLAIM = """
+for i = 1, #KEYS do
+  local owner = tonumber(redis.call('GET', KEYS[i]) or '-1')
+  if owner < tonumber(ARGV[1]) then redis.call('SET', KEYS[i], ARGV[1]) end
+end
+return #KEYS
+"""
 
 
 @dataclass
@@ -44,20 +72,33 @@ def key(group: str, topic: str, partition: int) -> str:
     return f"{PREFIX}{group}:{topic}:{partition}"
 
 
+def owner_key(group: str, topic: str, partition: int) -> str:
+    return f"{PREFIX}{group}:{topic}:{partition}:owner"
+
+
 class CheckpointStore:
-    """`await store.save(group, topic, {partition: Checkpoint})`; `await store.load(group, topic, partitions)`."""
+    """`await store.save(group, topic, {partition: Checkpoint}, generation)`;
+    `await store.load(group, topic, partitions)`; `await store.claim(group, topic, partitions, generation)`."""
 
     def __init__(self, redis):
         self.redis = redis
+        self._save = redis.register_script(_SAVE)
+        self._claim = redis.register_script(_CLAIM)
 
-    async def save(self, group: str, topic: str, checkpoints: Mapping[int, Checkpoint]) -> None:
-        """Write every partition's checkpoint in one atomic transaction."""
+    async def save(self, group: str, topic: str, checkpoints: Mapping[int, Checkpoint], generation: int = 0) -> list[int]:
+        """Write every partition's checkpoint in one atomic call; returns the partitions a newer
+        generation owns (then nothing was written: this worker must drop them)."""
         if not checkpoints:
-            return
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for p, cp in checkpoints.items():
-                pipe.set(key(group, topic, p), cp.to_bytes())
-            await pipe.execute()
+            return []
+        parts = list(checkpoints)
+        keys = [key(group, topic, p) for p in parts] + [owner_key(group, topic, p) for p in parts]
+        stale = await self._save(keys=keys, args=[generation, *(checkpoints[p].to_bytes() for p in parts)])
+        return [parts[int(i) - 1] for i in stale]
+
+    async def claim(self, group: str, topic: str, partitions: Iterable[int], generation: int) -> None:
+        parts = list(partitions)
+        if parts:
+            await self._claim(keys=[owner_key(group, topic, p) for p in parts], args=[generation])
 
     async def load(self, group: str, topic: str, partitions: Iterable[int]) -> dict[int, Checkpoint | None]:
         parts = list(partitions)
@@ -69,4 +110,4 @@ class CheckpointStore:
     async def clear(self, group: str, topic: str, partitions: Iterable[int]) -> None:
         parts = list(partitions)
         if parts:
-            await self.redis.delete(*[key(group, topic, p) for p in parts])
+            await self.redis.delete(*[key(group, topic, p) for p in parts], *[owner_key(group, topic, p) for p in parts])

@@ -113,6 +113,7 @@ class DriftWorker:
         self.checkpoint_seconds = settings.drift_checkpoint_seconds if checkpoint_seconds is None else checkpoint_seconds
         self.window_sample = window_sample or 12_000
         self.parts: dict[int, Partition] = {}
+        self.generation = 0  # the consumer group generation of the current assignment (fencing)
         self.ready = False
         self.events = 0
         self._stop = asyncio.Event()
@@ -253,9 +254,15 @@ class DriftWorker:
     async def _save(self, partitions: list[int]) -> None:
         cps = {p: Checkpoint(self.parts[p].offset, self.parts[p].windows.to_dict(), self.parts[p].pending)
                for p in partitions if p in self.parts}
-        await self.store.save(self.group, TOPIC, cps)
+        stale = await self.store.save(self.group, TOPIC, cps, self.generation)
+        if stale:  # a newer owner claimed them: this worker was fenced off; nothing was written
+            log.warning("partitions %s are owned by a newer generation; dropping their state", stale)
+            for p in stale:
+                self.parts.pop(p, None)
+            return await self._save([p for p in cps if p not in stale])
         for p in cps:
-            self.parts[p].dirty = False
+            if p in self.parts:
+                self.parts[p].dirty = False
 
     async def revoke(self, partitions: list[int]) -> None:
         async with self._lock:
@@ -270,6 +277,8 @@ class DriftWorker:
     async def _assign(self, tps) -> None:
         from aiokafka import TopicPartition
 
+        self.generation = max(int(getattr(self.consumer._coordinator, "generation", 0) or 0), 0)
+        await self.store.claim(self.group, TOPIC, [tp.partition for tp in tps], self.generation)
         loaded = await self.store.load(self.group, TOPIC, [tp.partition for tp in tps])
         for tp in tps:
             cp = loaded.get(tp.partition)

@@ -102,7 +102,7 @@ def group() -> str:
 def start_worker(bootstrap: str, redis_url: str, group_id: str, port: int, log) -> subprocess.Popen:
     env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
            "VIGIL_DRIFT_GROUP": group_id, "VIGIL_DRIFT_PORT": str(port), "VIGIL_DRIFT_CHECKPOINT_SECONDS": "0.5",
-           "VIGIL_LOG_LEVEL": "INFO"}
+           "VIGIL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
     return spawn([sys.executable, "-m", "services.cli", "serve", "drift"], stdout=log, env=env,
                  cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -111,6 +111,8 @@ def checkpoint_offsets(redis_url: str, group_id: str) -> dict[int, int]:
     r = redis.Redis.from_url(redis_url)
     out = {}
     for k in r.scan_iter(f"vigil:checkpoint:{group_id}:*"):
+        if k.endswith(b":owner"):
+            continue
         out[int(k.rsplit(b":", 1)[1])] = orjson.loads(r.get(k))["offset"]
     r.close()
     return out
