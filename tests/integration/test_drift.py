@@ -6,6 +6,7 @@ import asyncio
 import threading
 from datetime import datetime
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -114,7 +115,8 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> No
     g = group()
     paths = [tmp_path / f"worker{i}.log" for i in range(workers + 1)]
     logs = [open(p, "wb") for p in paths]
-    procs = [start_worker(broker.address, redis_url, g, free_port(), logs[i]) for i in range(workers)]
+    ports = [free_port() for _ in range(workers + 1)]
+    procs = [start_worker(broker.address, redis_url, g, ports[i], logs[i]) for i in range(workers)]
     watched = _partition(ms[0])
     try:
         victim = 0
@@ -132,9 +134,13 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> No
         procs[victim].wait()
         produce(broker.address, rest[len(rest) // 3:])
         if workers == 1:
-            procs.append(start_worker(broker.address, redis_url, g, free_port(), logs[-1]))
+            procs.append(start_worker(broker.address, redis_url, g, ports[-1], logs[-1]))
         found = events_of(read_records(broker.address, TOPICS["findings"], keys=set(ms), expect=len(expected),
                                        quiet=3.0, timeout=50))
+        heir_url = f"http://127.0.0.1:{ports[-1] if workers == 1 else ports[1 - victim]}"
+        assert httpx.get(f"{heir_url}/healthz").status_code == 200 and httpx.get(f"{heir_url}/readyz").status_code == 200
+        exposition = httpx.get(f"{heir_url}/metrics").text
+        assert f'vigil_feature_psi{{feature="f03",model_id="{ms[0]}"}}' in exposition
     finally:
         for p in procs:
             if p.poll() is None:
