@@ -94,11 +94,17 @@ class Partition:
     offset: int = 0  # next offset to read
     pending: list[dict] = field(default_factory=list)
     dirty: bool = False
+    sought: int = -1  # the offset last sought back to (a gap seen twice is real)
+
+
+MAX_RAW = 256 * 1024  # bytes of a bad record kept in its dead letter (the topic's limit is 1 MiB)
 
 
 def _raw(value: bytes | None) -> str:
+    """The bad bytes as text: UTF-8 when they are, else "base64:..."; cut at MAX_RAW bytes."""
     if value is None:
         return ""
+    value = value[:MAX_RAW]
     try:
         return value.decode()
     except UnicodeDecodeError:
@@ -162,12 +168,25 @@ class DriftWorker:
                     if self.parts.get(tp.partition) is not part:
                         continue
                     records = [r for r in records if r.offset >= part.offset]
+                    if records and records[0].offset > part.offset and not self._gap_ok(tp, part, records[0].offset):
+                        continue
                     if records:
                         await self.process(tp.partition, part, records)
             if time.monotonic() - last_save >= self.checkpoint_seconds:
                 async with self._lock:
                     await self._save([p for p, s in self.parts.items() if s.dirty])
                 last_save = time.monotonic()
+
+    def _gap_ok(self, tp, part: Partition, first: int) -> bool:
+        """Records start after the offset the state reflects: fine when the log has no records
+        in between (compaction, transaction markers), else seek back rather than skip any."""
+        if (part.offset == 0 and not part.windows.models) or part.sought == part.offset:
+            return True  # a log that starts later (retention), or the gap is real: fetched again from it
+        part.sought = part.offset
+        log.warning("partition %d: fetched offset %d but the state reflects up to %d; seeking back",
+                    tp.partition, first, part.offset)
+        self.consumer.seek(tp, part.offset)
+        return False
 
     # --- processing ---------------------------------------------------------------------------
 
