@@ -120,6 +120,7 @@ class DriftWorker:
         self.window_sample = window_sample or 12_000
         self.parts: dict[int, Partition] = {}
         self.generation = 0  # the consumer group generation of the current assignment (fencing)
+        self.saved: dict[int, int] = {}  # partition -> offset of its last checkpoint
         self.ready = False
         self.events = 0
         self._stop = asyncio.Event()
@@ -175,6 +176,7 @@ class DriftWorker:
             if time.monotonic() - last_save >= self.checkpoint_seconds:
                 async with self._lock:
                     await self._save([p for p, s in self.parts.items() if s.dirty])
+                await self._commit()
                 last_save = time.monotonic()
 
     def _gap_ok(self, tp, part: Partition, first: int) -> bool:
@@ -282,6 +284,20 @@ class DriftWorker:
         for p in cps:
             if p in self.parts:
                 self.parts[p].dirty = False
+                self.saved[p] = cps[p].offset
+
+    async def _commit(self) -> None:
+        """Mirror the checkpointed offsets into the group's Kafka offsets, for lag monitoring only
+        (restores read Redis). Best effort, outside the lock and bounded: a commit refused or
+        delayed by a rebalance is skipped."""
+        from aiokafka import TopicPartition
+        offsets = {TopicPartition(TOPIC, p): o for p, o in self.saved.items() if o > 0 and p in self.parts}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), 2.0)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("offset commit skipped: %s", exc)
 
     async def revoke(self, partitions: list[int]) -> None:
         async with self._lock:
