@@ -54,6 +54,7 @@ class Model:
     base: Baseline | None
     cfg: WindowConfig
     loaded: float
+    ref_raw: bytes | None = None  # the registry value the reference was built from
 
 
 class Registry:
@@ -72,8 +73,7 @@ class Registry:
         if spec_raw is None and ref_raw is None:
             return cached  # keep what was known (None: unknown model)
         spec = ModelSpec.model_validate(kafka.loads(spec_raw)) if spec_raw else ModelSpec()
-        if cached is not None and cached.spec == spec and ref_raw is not None and cached.base is not None \
-                and getattr(cached, "_ref", None) == ref_raw:
+        if cached is not None and cached.spec == spec and ref_raw is not None and cached.ref_raw == ref_raw:
             cached.loaded = time.monotonic()
             return cached
         base = None
@@ -82,8 +82,7 @@ class Registry:
             base = Baseline.from_profile(cols, task=spec.task)
         layout = WindowLayout.of(base, self.sample_size) if base is not None else WindowLayout(sample_size=self.sample_size)
         model = Model(spec, base, WindowConfig(spec.window_seconds, spec.allowed_lateness_seconds, layout,
-                                               QualityLayout.of(spec.features)), time.monotonic())
-        model._ref = ref_raw  # type: ignore[attr-defined]
+                                               QualityLayout.of(spec.features)), time.monotonic(), ref_raw)
         self.models[model_id] = model
         return model
 

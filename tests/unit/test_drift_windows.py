@@ -85,3 +85,11 @@ def test_invalid_events_are_reported_with_their_index_and_the_rest_counted():
     batch, errors = columnar(bad, CFG)
     assert len(batch) == 1 and [i for i, _ in errors] == [1, 2, 3]
     assert "event_id" in errors[0][1] and "offset" in errors[1][1]
+
+
+def test_the_drift_modules_doctests_pass():
+    import doctest
+
+    from services.drift import evaluate, quality, windows
+    for module in (windows, quality, evaluate):
+        assert doctest.testmod(module).failed == 0, module.__name__
