@@ -33,6 +33,7 @@ test: test-deps
 # Benchmarks, each with its ceiling measured in the same run; results in bench/results/.
 bench: test-deps
 	$(PY) -m bench.ingest
+	$(PY) -m bench.drift
 	$(PY) -m bench.stats
 
 clean:
