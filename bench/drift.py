@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 from rich.console import Console
 
-from shared.runtime import free_port, start_kafka, start_redis, start_tansu
+from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings
 from tests.integration import drift_support as ds
 
@@ -41,36 +41,33 @@ def main(argv=None) -> int:
     ap.add_argument("--window-events", type=int, default=30_000)
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-drift-"))
-    procs, worker = [], None
+    worker = None
     rng = np.random.default_rng(0)
+    stack = EmbeddedStack(Settings(kafka_bootstrap=None, redis_url=None, embedded_broker=args.broker,
+                                   data_dir=workdir))
     try:
         with console.status(f"starting {args.broker} and redis"):
-            broker = (start_kafka if args.broker == "kafka" else start_tansu)(workdir / "broker")
-            redis = start_redis(workdir / "redis")
-            procs = [broker, redis]
-            import asyncio
-
-            from shared import kafka
-            asyncio.run(kafka.ensure_topics(broker.address, Settings().topic_partitions))
+            stack.start()
+        bootstrap, redis_url = stack.kafka_bootstrap, stack.redis_url
         model = "bench-drift"
-        ds.register(redis.address, model, rng)
+        ds.register(redis_url, model, rng)
         windows = -(-args.events // args.window_events)
         with console.status(f"producing {args.events:,} events"):
             for w in range(windows + 1):
                 n = args.window_events if w < windows else 10
-                ds.produce(broker.address, ds.window_events(model, w, n, rng, shift={"f05": 1.0} if w % 2 else None),
+                ds.produce(bootstrap, ds.window_events(model, w, n, rng, shift={"f05": 1.0} if w % 2 else None),
                            batch=RECORD)
         total = windows * args.window_events + 10
         records = -(-args.window_events // RECORD) * windows + 1
         group = ds.group()
         log = open(workdir / "worker.log", "wb")
-        worker = ds.start_worker(broker.address, redis.address, group, free_port(), log)
+        worker = ds.start_worker(bootstrap, redis_url, group, free_port(), log)
         ps = psutil.Process(worker.pid)
         with console.status("draining the topic with one worker"):
-            first = ds.wait_for(lambda: (o := sum(ds.checkpoint_offsets(redis.address, group).values())) > 0 and o,
+            first = ds.wait_for(lambda: (o := sum(ds.checkpoint_offsets(redis_url, group).values())) > 0 and o,
                                 120, "a first checkpoint", 0.05)
             t0, cpu0 = time.monotonic(), sum(ps.cpu_times()[:2])
-            ds.wait_for(lambda: sum(ds.checkpoint_offsets(redis.address, group).values()) >= records, 600,
+            ds.wait_for(lambda: sum(ds.checkpoint_offsets(redis_url, group).values()) >= records, 600,
                         "the worker to reach the end of the topic", 0.05)
             t1, cpu1 = time.monotonic(), sum(ps.cpu_times()[:2])
         done = (records - first) * RECORD
@@ -88,8 +85,7 @@ def main(argv=None) -> int:
         if worker is not None and worker.poll() is None:
             worker.kill()
             worker.wait()
-        for p in procs:
-            p.stop()
+        stack.stop()
     return 0
 
 

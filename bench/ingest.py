@@ -29,7 +29,7 @@ from rich.table import Table
 
 from services.commands import wait_ready
 from shared import kafka
-from shared.runtime import free_port, start_kafka, start_redis, start_tansu
+from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings
 
 console = Console()
@@ -168,28 +168,27 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     rng = np.random.default_rng(0)
     bodies = [make_body(b, rng) for b in range(16)]
-    procs = []
+    stack = EmbeddedStack(Settings(kafka_bootstrap=None, redis_url=None, embedded_broker=args.broker,
+                                   data_dir=workdir))
     try:
         with console.status(f"starting {args.broker} and redis"):
-            broker = (start_kafka if args.broker == "kafka" else start_tansu)(workdir / "broker")
-            redis = start_redis(workdir / "redis")
-            procs = [broker, redis]
-            asyncio.run(kafka.ensure_topics(broker.address, Settings().topic_partitions))
+            stack.start()
+        bootstrap, pids = stack.kafka_bootstrap, {"broker": stack.procs[args.broker].pid,
+                                                  "redis": stack.procs["redis"].pid}
         with console.status("ceiling 1: validation + encoding alone"):
             validate = bench_validation(bodies, args.seconds / 2)
         with console.status("ceiling 2: producing alone (acks=all)"):
-            produce = asyncio.run(bench_produce(broker.address, bodies, args.seconds / 2))
+            produce = asyncio.run(bench_produce(bootstrap, bodies, args.seconds / 2))
         http = {}
         for n, workers in enumerate(int(w) for w in args.workers.split(",")):
             with console.status(f"HTTP end to end, {workers} ingest worker(s), {args.seconds:.0f}s, "
                                 f"{args.concurrency} connections"):
                 run_dir = workdir / f"http{n}"
                 run_dir.mkdir()
-                http[workers] = bench_http(broker.address, redis.address, run_dir, args.seconds, args.concurrency,
-                                           {"broker": broker.pid, "redis": redis.pid}, workers, args.profile)
+                http[workers] = bench_http(bootstrap, stack.redis_url, run_dir, args.seconds, args.concurrency,
+                                           pids, workers, args.profile)
     finally:
-        for p in procs:
-            p.stop()
+        stack.stop()
     ceiling = min(validate, produce)
     table = Table(title=f"ingest, {BATCH}-event batches x {FEATURES} features, broker {args.broker}, {os.cpu_count()} cores")
     table.add_column("path")
