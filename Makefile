@@ -30,11 +30,20 @@ test-deps: install
 test: test-deps
 	$(PY) -m pytest -q
 
-# Benchmarks, each with its ceiling measured in the same run; results in bench/results/.
-bench: test-deps
+# Benchmarks, each with its ceiling or its peers measured in the same run; results in
+# bench/results/. Evidently and NannyML (the peers) live in .venv-bench only, never in Vigil's.
+BENCH_STAMP := .venv-bench/.installed
+
+$(BENCH_STAMP):
+	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q evidently nannyml 'pandas<3'
+	@touch $(BENCH_STAMP)
+
+bench: test-deps $(BENCH_STAMP)
 	$(PY) -m bench.ingest
 	$(PY) -m bench.drift
 	$(PY) -m bench.stats
+	$(PY) -m bench.compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
