@@ -33,7 +33,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bench.stats import BATCH, timed
+from bench.stats import BATCH, timed, update_in_batches
 from shared import policy
 from shared.stats.baseline import Baseline
 from shared.stats.reference import profile
@@ -150,11 +150,7 @@ def run_vigil(n_ref: int, n: int, f: int, repeat: int) -> tuple[dict, dict]:
     profiled = time.perf_counter() - started
 
     def in_batches() -> WindowState:
-        w = WindowState(layout)
-        for s in range(0, n, BATCH):
-            w.update(ids[s:s + BATCH], {name: x[j, s:s + BATCH] for j, name in enumerate(names)})
-        w.sample.keys  # noqa: B018 - settle the sample's buffer inside the timing
-        return w
+        return update_in_batches(layout, ids, names, x)
 
     window = in_batches()
     started = time.perf_counter()

@@ -47,6 +47,15 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
     return statistics.median(runs), min(runs), result
 
 
+def update_in_batches(layout: WindowLayout, ids: list[str], names: list[str], x: np.ndarray) -> WindowState:
+    """A window fed `x` (features x events) in batches of BATCH events, as the worker does."""
+    w = WindowState(layout)
+    for s in range(0, len(ids), BATCH):
+        w.update(ids[s:s + BATCH], {name: x[j, s:s + BATCH] for j, name in enumerate(names)})
+    w.sample.keys  # noqa: B018 - settle the sample's buffer inside the timing
+    return w
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -65,11 +74,7 @@ def main() -> None:
     ids = [f"evt-{i:012d}" for i in range(n)]
 
     def in_batches() -> WindowState:
-        w = WindowState(layout)
-        for s in range(0, n, BATCH):
-            w.update(ids[s:s + BATCH], {name: x[j, s:s + BATCH] for j, name in enumerate(names)})
-        w.sample.keys  # noqa: B018 - settle the sample's buffer inside the timing
-        return w
+        return update_in_batches(layout, ids, names, x)
 
     def at_once() -> WindowState:
         w = WindowState(layout).update(ids, {name: x[j] for j, name in enumerate(names)})
