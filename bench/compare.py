@@ -57,18 +57,22 @@ def make_data(n_ref, n, f):
 """
 exec(DATA)  # defines make_data here exactly as in the peers' subprocesses
 
+# What every peer's subprocess does first: the same data, as pandas frames, and a list of run times.
+PEER = DATA + textwrap.dedent("""
+    import json, statistics, sys, time, warnings
+    import pandas as pd
+    warnings.filterwarnings("ignore")
+    n_ref, n, f, repeat = map(int, sys.argv[1:5])
+    names, ref, x = make_data(n_ref, n, f)
+    reference, current = pd.DataFrame(ref.T, columns=names), pd.DataFrame(x.T, columns=names)
+    runs = []
+""")
+
 PEERS = {
-    "evidently": DATA + textwrap.dedent("""
-        import json, statistics, sys, time, warnings
-        import pandas as pd
-        warnings.filterwarnings("ignore")
+    "evidently": PEER + textwrap.dedent("""
         import evidently
         from evidently import Report
         from evidently.presets import DataDriftPreset
-        n_ref, n, f, repeat = map(int, sys.argv[1:5])
-        names, ref, x = make_data(n_ref, n, f)
-        reference, current = pd.DataFrame(ref.T, columns=names), pd.DataFrame(x.T, columns=names)
-        runs = []
         for _ in range(repeat):
             started = time.perf_counter()
             snapshot = Report([DataDriftPreset()]).run(current, reference)
@@ -87,15 +91,8 @@ PEERS = {
                           "methods": sorted(methods),
                           "detail": "Report([DataDriftPreset()]).run(current, reference) + snapshot.dict()"}))
     """),
-    "nannyml": DATA + textwrap.dedent("""
-        import json, statistics, sys, time, warnings
-        import pandas as pd
-        warnings.filterwarnings("ignore")
+    "nannyml": PEER + textwrap.dedent("""
         import nannyml
-        n_ref, n, f, repeat = map(int, sys.argv[1:5])
-        names, ref, x = make_data(n_ref, n, f)
-        reference, current = pd.DataFrame(ref.T, columns=names), pd.DataFrame(x.T, columns=names)
-        runs = []
         for _ in range(repeat):
             started = time.perf_counter()
             calc = nannyml.UnivariateDriftCalculator(column_names=names, chunk_size=n,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from fastapi import APIRouter, HTTPException, Request
@@ -38,9 +39,8 @@ _BODY_DOC = {
 
 
 def _openapi(model: str) -> dict:
-    import copy
-    import json
-    return json.loads(json.dumps(copy.deepcopy(_BODY_DOC)).replace("{model}", model))
+    """The request/response documentation of one event route, for `model`'s schema."""
+    return json.loads(json.dumps(_BODY_DOC).replace("{model}", model))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
