@@ -144,6 +144,22 @@ def _killpg(pid: int, sig: int) -> None:
             pass
 
 
+def _wait_stopped(pid: int, timeout: float) -> None:
+    """Wait until every thread of `pid` is in state T (stopped); Linux /proc, else no wait."""
+    tasks = Path(f"/proc/{pid}/task")
+    deadline = time.monotonic() + timeout
+    while tasks.is_dir() and time.monotonic() < deadline:
+        states = []
+        for stat in tasks.glob("*/stat"):
+            try:  # "tid (comm) S ...": the state follows the last ")"
+                states.append(stat.read_text().rpartition(")")[2].split()[0])
+            except (OSError, IndexError):
+                continue
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.005)
+
+
 _LIVE: dict[int, Proc] = {}  # id -> started and not yet stopped, in start order
 _LIVE_LOCK = threading.Lock()
 
@@ -335,11 +351,16 @@ class Proc:
         self._forget()
         return self._popen.returncode
 
-    def pause(self) -> None:
-        """SIGSTOP: a hung server (connections stay open, nothing answers)."""
+    def pause(self, timeout: float = 2.0) -> None:
+        """SIGSTOP: a hung server (connections stay open, nothing answers).
+
+        The stop is asynchronous (a thread already on a CPU runs on until it next enters the
+        kernel), so this waits until every thread of the server reports itself stopped.
+        """
         if self.running:
             _killpg(self._popen.pid, signal.SIGSTOP)
             self._paused = True
+            _wait_stopped(self._popen.pid, timeout)
 
     def resume(self) -> None:
         if self.running:
