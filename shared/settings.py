@@ -76,6 +76,23 @@ class Settings(BaseSettings):
     drift_group: str = "vigil-drift"  # consumer group, and the namespace of its Redis checkpoints
     drift_checkpoint_seconds: float = 2.0  # also saved on every window close and on revoke
 
+    # Oversight
+    oversight_group: str = "vigil-oversight"  # consumer group, and the namespace of its checkpoints
+    oversight_checkpoint_seconds: float = 2.0
+    oversight_eval_seconds: int = 3600  # evaluated at each event-time hour (the contract's default)
+    oversight_days: int = 7  # trailing period of the override analysis
+    oversight_lateness_seconds: int = 300  # allowed lateness of reviews and predictions
+    oversight_min_reviews: int = 50  # a reviewer's reviews in the period before they are judged
+    oversight_low_confidence: float = 0.75  # predictions below this confidence should be reviewed
+
+    # Alerts (grouping and repeats as Prometheus Alertmanager's defaults)
+    alerts_group: str = "vigil-alerts"
+    group_wait_seconds: float = 30.0
+    group_interval_seconds: float = 300.0
+    repeat_interval_seconds: float = 4 * 3600.0
+    resolve_after_windows: int = 2  # clear windows before an alert resolves
+    findings_retention_days: int = 7
+
     # Notifications (used by the alerts service)
     slack_webhook_url: SecretStr | None = None
     pagerduty_routing_key: SecretStr | None = None
