@@ -1,7 +1,9 @@
 """Stream-state checkpoints in Redis: a partition's state and the offset it reflects, written together.
 
-One key per (consumer group, topic, partition) holds one blob: ``{"offset": next offset to
-read, "state": ..., "pending": [...]}``. A `save` of several partitions is one MULTI/EXEC, so
+One key per (consumer group, topic, partition) holds one blob: ``{"offsets": {topic: next
+offset to read}, "state": ..., "pending": [...]}``. A worker reading several co-partitioned
+topics (oversight: reviews, predictions, labels) keeps one state per partition *number* under
+the joined topic name, with one offset per topic. A `save` of several partitions is one MULTI/EXEC, so
 a crash leaves either every partition's previous checkpoint or every new one, and a
 partition's state always matches the offset it resumes from. State is per input partition:
 when partitions move between workers, the new owner loads exactly the state of the offsets it
@@ -52,20 +54,23 @@ return #KEYS
 
 @dataclass
 class Checkpoint:
-    offset: int  # the next offset to read
+    offsets: dict[str, int]  # topic -> the next offset to read
     state: Any = None  # JSON-able
     pending: list[Any] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"version": 1, "offset": self.offset, "state": self.state, "pending": self.pending},
+        return orjson.dumps({"version": 2, "offsets": self.offsets, "state": self.state, "pending": self.pending},
                             option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Checkpoint:
+        """>>> Checkpoint.from_bytes(Checkpoint({"t": 3}, {"a": 1}).to_bytes())
+        Checkpoint(offsets={'t': 3}, state={'a': 1}, pending=[])
+        """
         d = orjson.loads(raw)
-        if d.get("version") != 1:
-            raise ValueError(f"checkpoint version={d.get('version')!r}: must be 1")
-        return cls(int(d["offset"]), d.get("state"), list(d.get("pending") or []))
+        if d.get("version") != 2:
+            raise ValueError(f"checkpoint version={d.get('version')!r}: must be 2")
+        return cls({str(t): int(o) for t, o in d["offsets"].items()}, d.get("state"), list(d.get("pending") or []))
 
 
 def key(group: str, topic: str, partition: int) -> str:

@@ -11,6 +11,7 @@ string and map so one request cannot blow up a worker's memory.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -174,6 +175,19 @@ class ReferenceProfile(BaseModel):
 
 
 # --- outputs -----------------------------------------------------------------------------
+
+
+def finding_id(model_id: str, kind: str, key: str | None, window_start: int) -> str:
+    """Deterministic id of a finding: the same window evaluated twice (a replay after a restart)
+    gives the same id, so consumers recognise the copy. `key` is the feature, vendor... or None.
+
+    >>> finding_id("m", "data_drift", "x", 0) == finding_id("m", "data_drift", "x", 0)
+    True
+    >>> finding_id("m", "data_drift", "x", 0) == finding_id("m", "data_drift", "y", 0)
+    False
+    """
+    raw = f"{model_id}\x1f{kind}\x1f{key or ''}\x1f{int(window_start)}".encode()
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 class Finding(BaseModel):

@@ -12,30 +12,19 @@ twice (a replay after a crash, another worker) gives the same id, so a repeat is
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from shared import policy
-from shared.events import Finding, ModelSpec
+from shared.events import Finding, ModelSpec, finding_id
 from shared.stats.baseline import Baseline
 from shared.stats.window import evaluate as window_metrics
 from services.drift.quality import CODES, MISSING, NULL, OUT_OF_RANGE, UNSEEN, WRONG_TYPE
 from services.drift.windows import ClosedWindow
 
 EMIT_AT = policy.MEDIUM  # findings below this are not published (gauges still move)
-
-
-def finding_id(model_id: str, kind: str, feature: str | None, window_start: int) -> str:
-    """Deterministic id of a finding.
-
-    >>> finding_id("m", "data_drift", "x", 0) == finding_id("m", "data_drift", "x", 0)
-    True
-    """
-    raw = f"{model_id}\x1f{kind}\x1f{feature or ''}\x1f{int(window_start)}".encode()
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 def _when(t: int) -> datetime:

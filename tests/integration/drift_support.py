@@ -113,7 +113,7 @@ def checkpoint_offsets(redis_url: str, group_id: str) -> dict[int, int]:
     for k in r.scan_iter(f"vigil:checkpoint:{group_id}:*"):
         if k.endswith(b":owner"):
             continue
-        out[int(k.rsplit(b":", 1)[1])] = orjson.loads(r.get(k))["offset"]
+        out[int(k.rsplit(b":", 1)[1])] = sum(orjson.loads(r.get(k))["offsets"].values())
     r.close()
     return out
 

@@ -23,20 +23,20 @@ def test_a_saved_checkpoint_loads_back_with_its_offset_state_and_outbox(redis_ur
     g = f"g-{uuid.uuid4().hex[:6]}"
 
     async def fn(store):
-        await store.save(g, "t", {0: Checkpoint(42, {"m": [1, 2]}, [{"finding_id": "x"}]), 3: Checkpoint(7)})
+        await store.save(g, "t", {0: Checkpoint({"t": 42}, {"m": [1, 2]}, [{"finding_id": "x"}]), 3: Checkpoint({"t": 7})})
         return await store.load(g, "t", [0, 1, 3])
     got = run(redis_url, fn)
-    assert got[1] is None and got[3].offset == 7
-    assert (got[0].offset, got[0].state, got[0].pending) == (42, {"m": [1, 2]}, [{"finding_id": "x"}])
+    assert got[1] is None and got[3].offsets == {"t": 7}
+    assert (got[0].offsets, got[0].state, got[0].pending) == ({"t": 42}, {"m": [1, 2]}, [{"finding_id": "x"}])
 
 
 def test_a_fenced_off_worker_cannot_overwrite_a_newer_owners_checkpoint(redis_url):
     g = f"g-{uuid.uuid4().hex[:6]}"
 
     async def fn(store):
-        assert await store.save(g, "t", {0: Checkpoint(10), 1: Checkpoint(10)}, generation=1) == []
+        assert await store.save(g, "t", {0: Checkpoint({"t": 10}), 1: Checkpoint({"t": 10})}, generation=1) == []
         await store.claim(g, "t", [1], generation=2)  # another worker took partition 1
-        stale = await store.save(g, "t", {0: Checkpoint(20), 1: Checkpoint(20)}, generation=1)
+        stale = await store.save(g, "t", {0: Checkpoint({"t": 20}), 1: Checkpoint({"t": 20})}, generation=1)
         return stale, await store.load(g, "t", [0, 1])
     stale, got = run(redis_url, fn)
-    assert stale == [1] and got[0].offset == 10 and got[1].offset == 10  # all or nothing
+    assert stale == [1] and got[0].offsets == got[1].offsets == {"t": 10}  # all or nothing

@@ -82,7 +82,7 @@ def test_an_undrifted_stream_over_40_windows_raises_nothing_medium_or_above(work
     events = [e for w in range(40) for e in window_events(m, w, 2_000, rng)] + window_events(m, 40, 10, rng)
     produce(apache_kafka.address, events)
     def closed_all() -> bool:
-        mws = [p.windows.models.get(m) for p in list(worker.parts.values())]
+        mws = [p.state.models.get(m) for p in list(worker.parts.values())]
         return any(mw is not None and mw.watermark >= T0 + 40 * WINDOW and len(mw.open) == 1 for mw in mws)
     wait_for(closed_all, 60, "the worker to close all 40 windows")
     found = findings_of(apache_kafka.address, m, timeout=5)
@@ -109,5 +109,5 @@ def test_bad_records_go_to_the_deadletter_topic_and_the_worker_keeps_going(worke
 
     def counted() -> bool:
         return any(mw.watermark >= T0 + 2 * WINDOW for p in list(worker.parts.values())
-                   if (mw := p.windows.models.get(m)) is not None)
+                   if (mw := p.state.models.get(m)) is not None)
     wait_for(counted, 30, "the worker to go on counting the good events")

@@ -9,7 +9,8 @@ from shared.events import FeatureSpec, ModelSpec
 from shared.stats.baseline import Baseline
 from shared.stats.reference import profile
 from shared.stats.window import WindowLayout
-from services.drift.evaluate import finding_id, findings, gauges
+from services.drift.evaluate import findings, gauges
+from shared.events import finding_id
 from services.drift.quality import QualityLayout
 from services.drift.windows import WindowConfig, Windows, columnar
 

@@ -1,0 +1,354 @@
+"""A checkpointed Kafka stream worker: the exactness machinery the drift and oversight services share.
+
+A service subclasses `StreamWorker`, names its input `topics` and implements four hooks:
+`new_state`, `load_state`, `dump_state` (its per-partition state, JSON-able) and `handle`
+(apply one topic-partition's records to that state, return the findings that became due).
+Everything else lives here, once:
+
+- Exactness comes from the Redis checkpoint, not from the framework. Per input partition
+  *number* the worker keeps its state and, per topic, the next offset to read, and saves them
+  in one atomic write (`shared.checkpoint`) every `checkpoint_seconds`, whenever findings
+  become due, and when the partition is revoked. On assignment it loads each partition's
+  checkpoint and seeks there (none: the beginning), so a restart or a takeover replays
+  exactly what the state does not yet reflect.
+- Findings are saved in the checkpoint's outbox *before* they are published to
+  `vigil.findings`, and re-published after a restore: at least once, recognisable by
+  `finding_id`.
+- Fencing: a worker that lost its partitions (paused past its session timeout) cannot
+  overwrite its successor's checkpoints (the consumer-group generation guards each save).
+- Bad input goes to `vigil.deadletter` (`dead`), counted in `vigil_deadletter_total`.
+
+Input topics are keyed by model_id and co-partitioned (the same partition count): with the
+range assignor a worker holds the same partition numbers of every topic, so one model's
+reviews, predictions and labels meet in one state.
+
+The consumer is aiokafka's, with a ConsumerRebalanceListener: Faust gives no hook to seek to
+an externally stored offset before the first fetch of a newly assigned partition, and its
+table changelogs are what double-counts on Tansu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener
+
+from shared import kafka
+from shared import metrics as m
+from shared.checkpoint import Checkpoint, CheckpointStore
+from shared.settings import Settings
+
+MAX_RAW = 256 * 1024  # bytes of a bad record kept in its dead letter (the topic's limit is 1 MiB)
+
+
+@dataclass
+class Part:
+    """One partition number across the worker's topics: its state, offsets and findings outbox."""
+
+    state: Any
+    offsets: dict[str, int] = field(default_factory=dict)  # topic -> next offset to read
+    pending: list[dict] = field(default_factory=list)  # findings saved, not yet published
+    dirty: bool = False
+    sought: dict[str, int] = field(default_factory=dict)  # topic -> offset last sought back to
+
+
+def raw_text(value: bytes | None) -> str:
+    """Bad bytes as text for a dead letter: UTF-8 when they are, else "base64:..."; cut at MAX_RAW.
+
+    >>> raw_text(b"{bad"), raw_text(b"\\xff")
+    ('{bad', 'base64:/w==')
+    """
+    if value is None:
+        return ""
+    value = value[:MAX_RAW]
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode()
+
+
+class StreamWorker:
+    service = "stream"  # the `service` label of vigil_deadletter_total and the log name
+    topics: tuple[str, ...] = ()
+
+    def __init__(self, settings: Settings, group: str, checkpoint_seconds: float):
+        self.settings, self.group, self.checkpoint_seconds = settings, group, checkpoint_seconds
+        self.parts: dict[int, Part] = {}
+        self.generation = 0  # the consumer group generation of the current assignment (fencing)
+        self.saved: dict[int, dict[str, int]] = {}  # partition -> offsets of its last checkpoint
+        self.ready = False
+        self.events = 0  # for benchmarks and logs; a service's handle() counts what it applies
+        self.log = logging.getLogger(f"vigil.{self.service}")
+        self._dead: list[tuple[Any, str, str, bytes | None]] = []
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()  # processing, saving and rebalancing never interleave
+
+    @property
+    def checkpoint_topic(self) -> str:
+        """The name checkpoints are stored under: the topics joined (one topic: its name)."""
+        return "+".join(self.topics)
+
+    # --- hooks --------------------------------------------------------------------------------
+
+    def new_state(self) -> Any:
+        raise NotImplementedError
+
+    def load_state(self, data: Any) -> Any:
+        raise NotImplementedError
+
+    def dump_state(self, state: Any) -> Any:
+        raise NotImplementedError
+
+    async def handle(self, part: Part, topic: str, records: list) -> list[dict]:
+        """Apply records (one topic-partition, log order) to `part.state`; return due findings."""
+        raise NotImplementedError
+
+    async def setup(self) -> None:
+        """Open what `handle` needs; `self.redis` and `self.producer` exist by then."""
+
+    async def teardown(self) -> None:
+        pass
+
+    def dead(self, record, reason: str, error: str, raw: bytes | None = None) -> None:
+        """Send (part of) a record to `vigil.deadletter` once the batch is handled."""
+        self._dead.append((record, reason, error, record.value if raw is None else raw))
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+        from shared.redis import connect
+        self.redis = connect(self.settings.redis_url)
+        self.store = CheckpointStore(self.redis)
+        self.producer = await kafka.start_producer(self.settings.kafka_bootstrap, self.settings.kafka_idempotence)
+        await self.setup()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
+            max_poll_interval_ms=300_000, max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+            partition_assignment_strategy=(RangePartitionAssignor,))
+        self.consumer.subscribe(list(self.topics), listener=_Listener(self))
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        try:
+            async with self._lock:
+                await self._save(list(self.parts))
+        except Exception:  # noqa: BLE001 - stopping anyway; the last checkpoint stands
+            self.log.exception("final checkpoint failed")
+        await self.consumer.stop()
+        await self.teardown()
+        await self.producer.stop()
+        await self.redis.aclose()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        last_save = time.monotonic()
+        while not self._stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=2_000)
+            self.ready = True
+            for tp, records in batches.items():
+                if tp.partition not in self.parts:  # revoked meanwhile
+                    continue
+                async with self._lock:
+                    part = self.parts.get(tp.partition)
+                    if part is None:
+                        continue
+                    start = part.offsets.get(tp.topic, 0)
+                    records = [r for r in records if r.offset >= start]
+                    if records and records[0].offset > start and not self._gap_ok(tp, part, records[0].offset):
+                        continue
+                    if records:
+                        await self._process(tp, part, records)
+            if time.monotonic() - last_save >= self.checkpoint_seconds:
+                async with self._lock:
+                    await self._save([p for p, s in self.parts.items() if s.dirty])
+                await self._commit()
+                last_save = time.monotonic()
+
+    def _gap_ok(self, tp, part: Part, first: int) -> bool:
+        """Records start after the offset the state reflects: fine when the log has no records
+        in between (compaction, transaction markers), else seek back rather than skip any."""
+        at = part.offsets.get(tp.topic)
+        if at is None or part.sought.get(tp.topic) == at:
+            return True  # a log that starts later (retention), or the gap is real: fetched again from it
+        part.sought[tp.topic] = at
+        self.log.warning("%s[%d]: fetched offset %d but the state reflects up to %d; seeking back",
+                         tp.topic, tp.partition, first, at)
+        self.consumer.seek(tp, at)
+        return False
+
+    async def _process(self, tp, part: Part, records) -> None:
+        found = await self.handle(part, tp.topic, records)
+        part.offsets[tp.topic] = records[-1].offset + 1
+        part.dirty = True
+        if self._dead:
+            dead, self._dead = self._dead, []
+            await self._deadletter(tp.partition, dead)
+        if found:
+            part.pending.extend(found)
+            await self._save([tp.partition])  # state, offsets and outbox together, before publishing
+            await self._publish(tp.partition)
+
+    async def _publish(self, partition: int) -> None:
+        part = self.parts.get(partition)
+        if part is None or not part.pending:
+            return
+        futures = [await self.producer.send(kafka.TOPICS["findings"], kafka.dumps(f), key=f["model_id"].encode())
+                   for f in part.pending]
+        await asyncio.gather(*futures)
+        part.pending = []
+        part.dirty = True
+
+    async def _deadletter(self, partition: int, dead) -> None:
+        futures = []
+        for r, reason, error, raw in dead:
+            m.DEADLETTERS.labels(service=self.service, reason=reason).inc()
+            value = {"source_topic": r.topic, "partition": partition, "offset": r.offset, "error": error,
+                     "raw": raw_text(raw)}
+            futures.append(await self.producer.send(kafka.TOPICS["deadletter"], kafka.dumps(value), key=r.key))
+        await asyncio.gather(*futures)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    async def _save(self, partitions: list[int]) -> None:
+        cps = {p: Checkpoint(dict(self.parts[p].offsets), self.dump_state(self.parts[p].state), self.parts[p].pending)
+               for p in partitions if p in self.parts}
+        stale = await self.store.save(self.group, self.checkpoint_topic, cps, self.generation)
+        if stale:  # a newer owner claimed them: this worker was fenced off; nothing was written
+            self.log.warning("partitions %s are owned by a newer generation; dropping their state", stale)
+            for p in stale:
+                self.parts.pop(p, None)
+            return await self._save([p for p in cps if p not in stale])
+        for p in cps:
+            if p in self.parts:
+                self.parts[p].dirty = False
+                self.saved[p] = cps[p].offsets
+
+    async def _commit(self) -> None:
+        """Mirror the checkpointed offsets into the group's Kafka offsets, for lag monitoring only
+        (restores read Redis). Best effort, outside the lock and bounded: a commit refused or
+        delayed by a rebalance is skipped."""
+        from aiokafka import TopicPartition
+        offsets = {TopicPartition(t, p): o for p, topics in self.saved.items() if p in self.parts
+                   for t, o in topics.items() if o > 0}
+        if not offsets:
+            return
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), 2.0)
+        except Exception as exc:  # noqa: BLE001
+            self.log.debug("offset commit skipped: %s", exc)
+
+    async def revoke(self, tps) -> None:
+        partitions = sorted({tp.partition for tp in tps})
+        async with self._lock:
+            await self._save([p for p in partitions if p in self.parts])
+            for p in partitions:
+                self.parts.pop(p, None)
+
+    async def assign(self, tps) -> None:
+        async with self._lock:
+            await self._assign(tps)
+
+    async def _assign(self, tps) -> None:
+        self.generation = max(int(getattr(self.consumer._coordinator, "generation", 0) or 0), 0)
+        partitions = sorted({tp.partition for tp in tps})
+        await self.store.claim(self.group, self.checkpoint_topic, partitions, self.generation)
+        loaded = await self.store.load(self.group, self.checkpoint_topic, partitions)
+        for p in partitions:
+            cp = loaded.get(p)
+            if cp is None:
+                self.parts[p] = Part(self.new_state())
+            else:
+                self.parts[p] = Part(self.load_state(cp.state), dict(cp.offsets), list(cp.pending))
+                self.log.info("partition %d restored from its checkpoint at offsets %s (%d pending findings)",
+                              p, cp.offsets, len(cp.pending))
+        for tp in tps:
+            at = self.parts[tp.partition].offsets.get(tp.topic)
+            if at is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, at)
+        for p in partitions:
+            if self.parts[p].pending:
+                await self._publish(p)
+        self.log.info("%s worker holds partitions %s", self.service, sorted(self.parts))
+
+
+class _Listener(ConsumerRebalanceListener):
+    """aiokafka ConsumerRebalanceListener: checkpoint on revoke, restore and seek on assign."""
+
+    def __init__(self, worker: StreamWorker):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.worker.revoke(list(revoked))
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.worker.assign(list(assigned))
+
+
+# --- HTTP: /healthz, /readyz, /metrics ---------------------------------------------------------
+
+async def ops_server(ready: Callable[[], bool], host: str, port: int) -> asyncio.AbstractServer:
+    """A minimal HTTP/1.1 server for a worker's health, readiness and Prometheus metrics.
+
+    Hand-written on asyncio so the worker loop owns its process (no web framework in the hot
+    path); every response closes the connection.
+    """
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            path = line.split(b" ")[1].decode() if line.count(b" ") >= 2 else "/"
+            status, ctype, body = 200, "application/json", b'{"status":"ok"}'
+            if path.startswith("/metrics"):
+                body, ctype = m.exposition()
+            elif path.startswith("/readyz"):
+                if not ready():
+                    status, body = 503, b'{"status":"starting"}'
+            elif not path.startswith("/healthz"):
+                status, body = 404, b'{"detail":"not found"}'
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
+            writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
+                         f"connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except Exception:  # noqa: BLE001 - a bad client never hurts the worker
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
+
+
+async def run_worker(worker: StreamWorker, port: int) -> None:
+    """Serve the worker's ops endpoints on `port` and run it until SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    server = await ops_server(lambda: worker.ready, worker.settings.host, port)
+    await worker.start()
+    try:
+        await worker.run()
+    finally:
+        await worker.stop()
+        server.close()
+
+
+def serve(worker_cls: Callable[[Settings], StreamWorker], settings: Settings, port: int, name: str) -> None:
+    """`vigil serve NAME` for a stream worker: needs a broker and Redis."""
+    if not settings.kafka_bootstrap or not settings.redis_url:
+        raise SystemExit(f"vigil serve {name}: VIGIL_KAFKA_BOOTSTRAP and VIGIL_REDIS_URL must be set")
+    asyncio.run(run_worker(worker_cls(settings), port))
