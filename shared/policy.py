@@ -57,6 +57,13 @@ RUBBER_STAMP_RATE = 0.01  # a reviewer overriding less than this is rubber-stamp
 RUBBER_STAMP_SHARE = 0.30  # ... and more than this share of reviewers doing so is a finding
 WORKLOAD_QUANTILE = 0.75  # high-volume days: the top quartile
 WORKLOAD_RATIO = 0.5  # their override rate below half of the low-volume days'
+# Minimum samples so small samples never alarm, and review coverage (Vigil's choice where DESIGN.md is silent)
+OVERRIDE_MIN_REVIEWS = 100  # reviews in the period before override_rate_low can fire
+MIN_REVIEWS = 50  # a reviewer's reviews in the period before they are judged (Settings.oversight_min_reviews)
+RUBBER_STAMP_MIN_REVIEWERS = 3  # reviewers judged before a share of them means anything
+WORKLOAD_MIN_REVIEWS = 100  # reviews in each of the high- and low-volume day groups
+REVIEW_COVERAGE_MIN = 0.5  # share of low-confidence predictions reviewed, below it review_coverage_gap
+COVERAGE_MIN_PREDICTIONS = 100  # low-confidence predictions (sampled) before coverage is judged
 # --- vendors, canary ------------------------------------------------------------------------
 SLA_TOLERANCE = 0.02
 SLA_LATENCY_FACTOR = 1.2
@@ -93,10 +100,26 @@ SCALARS: dict[str, tuple[float, float, float]] = {
     "rubber_stamp_rate": (RUBBER_STAMP_RATE, 0.0, 1.0),
     "rubber_stamp_share": (RUBBER_STAMP_SHARE, 0.0, 1.0),
     "workload_ratio": (WORKLOAD_RATIO, 0.0, 1.0),
+    "override_min_reviews": (OVERRIDE_MIN_REVIEWS, 0.0, math.inf),
+    "min_reviews": (MIN_REVIEWS, 0.0, math.inf),
+    "rubber_stamp_min_reviewers": (RUBBER_STAMP_MIN_REVIEWERS, 0.0, math.inf),
+    "workload_min_reviews": (WORKLOAD_MIN_REVIEWS, 0.0, math.inf),
+    "review_coverage_min": (REVIEW_COVERAGE_MIN, 0.0, 1.0),
+    "coverage_min_predictions": (COVERAGE_MIN_PREDICTIONS, 0.0, math.inf),
     "canary_error_margin": (CANARY_ERROR_MARGIN, 0.0, 1.0),
     "fairness_min_group": (FAIRNESS_MIN_GROUP, 0.0, math.inf),
 }
 FLAGS = {"calibrated": False}
+# Oversight and vendor findings are conditions, not graded numbers: one severity per kind
+# (Vigil's choice), raised one tier for high-risk models by `escalate`.
+KIND_SEVERITY: dict[str, Severity] = {
+    "override_rate_low": MEDIUM,
+    "reviewer_rubber_stamping": MEDIUM,
+    "workload_pressure": MEDIUM,
+    "review_coverage_gap": MEDIUM,
+    "vendor_sla_violation": MEDIUM,
+    "vendor_sla_persistent": HIGH,
+}
 
 
 class Response(NamedTuple):
@@ -245,6 +268,17 @@ def severity(metrics: Mapping[str, float | None], overrides: Mapping[str, Any] |
             sev = tier(metric, value, overrides)
         worst = max(worst, sev, key=RANK.__getitem__)
     return worst
+
+
+def kind_severity(kind: str) -> Severity:
+    """Severity of an oversight or vendor finding, before `escalate`.
+
+    >>> kind_severity("vendor_sla_persistent"), kind_severity("override_rate_low")
+    ('high', 'medium')
+    """
+    if kind not in KIND_SEVERITY:
+        raise ValueError(f"kind {kind!r}: no severity; valid: {', '.join(KIND_SEVERITY)}")
+    return KIND_SEVERITY[kind]
 
 
 def escalate(sev: Severity, risk_tier: str) -> Severity:
