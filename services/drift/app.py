@@ -22,6 +22,7 @@ from shared.settings import Settings
 from shared.stats.baseline import Baseline
 from shared.stats.window import WindowLayout
 from services import stream
+from services.models_feed import ModelsFeed
 from services.drift.evaluate import findings as window_findings, gauges
 from services.drift.quality import QualityLayout
 from services.drift.windows import ClosedWindow, WindowConfig, Windows, check_event, columnar
@@ -37,35 +38,47 @@ class Model:
     base: Baseline | None
     cfg: WindowConfig
     loaded: float
-    ref_raw: bytes | None = None  # the registry value the reference was built from
+    source: tuple  # what it was built from: ("feed", version) or ("redis", spec bytes, reference bytes)
 
 
 class Registry:
-    """Model specs and reference profiles from the registry keys ingest writes in Redis."""
+    """Model specs and reference profiles: from the `vigil.models` feed as soon as it has them
+    (a change applies to the next batch), else from the Redis keys ingest writes (cached
+    REGISTRY_TTL seconds)."""
 
-    def __init__(self, redis, sample_size: int):
-        self.redis, self.sample_size = redis, sample_size
+    def __init__(self, redis, sample_size: int, feed: ModelsFeed | None = None):
+        self.redis, self.sample_size, self.feed = redis, sample_size, feed
         self.models: dict[str, Model | None] = {}
 
     async def get(self, model_id: str) -> Model | None:
         cached = self.models.get(model_id)
+        known = self.feed.model(model_id) if self.feed is not None else None
+        if known is not None:
+            source = ("feed", self.feed.versions.get(model_id))
+            if cached is None or cached.source != source:
+                cached = self._build(model_id, *known, source)
+            return cached
         if cached is not None and time.monotonic() - cached.loaded < REGISTRY_TTL:
             return cached
         spec_raw, ref_raw = await self.redis.mget([f"vigil:registry:model:{model_id}",
                                                    f"vigil:registry:reference-columns:{model_id}"])
         if spec_raw is None and ref_raw is None:
             return cached  # keep what was known (None: unknown model)
-        spec = ModelSpec.model_validate(kafka.loads(spec_raw)) if spec_raw else ModelSpec()
-        if cached is not None and cached.spec == spec and ref_raw is not None and cached.ref_raw == ref_raw:
+        source = ("redis", spec_raw, ref_raw)
+        if cached is not None and cached.source == source:
             cached.loaded = time.monotonic()
             return cached
+        return self._build(model_id, spec_raw and kafka.loads(spec_raw), ref_raw and kafka.loads(ref_raw), source)
+
+    def _build(self, model_id: str, spec_json: dict | None, ref_json: dict | None, source: tuple) -> Model:
+        spec = ModelSpec.model_validate(spec_json) if spec_json else ModelSpec()
         base = None
-        if ref_raw is not None:
-            cols = {n: ReferenceColumn.model_validate(c) for n, c in kafka.loads(ref_raw).items()}
+        if ref_json:
+            cols = {n: ReferenceColumn.model_validate(c) for n, c in ref_json.items()}
             base = Baseline.from_profile(cols, task=spec.task)
         layout = WindowLayout.of(base, self.sample_size) if base is not None else WindowLayout(sample_size=self.sample_size)
         model = Model(spec, base, WindowConfig(spec.window_seconds, spec.allowed_lateness_seconds, layout,
-                                               QualityLayout.of(spec.features)), time.monotonic(), ref_raw)
+                                               QualityLayout.of(spec.features)), time.monotonic(), source)
         self.models[model_id] = model
         return model
 
@@ -90,7 +103,12 @@ class DriftWorker(stream.StreamWorker):
         return state.to_dict()
 
     async def setup(self) -> None:
-        self.registry = Registry(self.redis, self.window_sample)
+        self.feed = ModelsFeed()
+        self.feed.start(self.settings.kafka_bootstrap)
+        self.registry = Registry(self.redis, self.window_sample, self.feed)
+
+    async def teardown(self) -> None:
+        await self.feed.stop()
 
     async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
         """Count a partition's records into its windows; return the findings of windows that closed."""

@@ -1,7 +1,8 @@
 """Model registry, reference upload and vendor SLAs.
 
 Redis holds the current value (for GET); every change is also published to the compacted
-`vigil.models` topic, which the stream services read whole at start. Records there are keyed
+`vigil.models` topic, which the stream services read whole at start and then follow
+(services/models_feed.py). Records there are keyed
 by what they describe — `model:<id>`, `reference:<id>`, `reference:<id>:<column>`,
 `vendor:<name>` — so compaction keeps the latest of each and never lets a reference
 replace its model's spec.
