@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="embedded broker when VIGIL_KAFKA_BOOTSTRAP is unset (default: VIGIL_EMBEDDED_BROKER)")
 
     demo = sub.add_parser("demo", help="`up` plus a simulated fleet of model servers")
-    demo.add_argument("--duration", type=float, default=30.0, help="seconds to run (default 30)")
-    demo.add_argument("--speed", type=float, default=60.0, help="event-time speed-up (default 60x)")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    demo.add_argument("--speed", type=float, default=None,
+                      help="event-time speed-up (default: nine days of event time in --duration)")
     demo.add_argument("--rate", type=float, default=2_000.0, help="predictions per wall-clock second")
     demo.add_argument("--broker", choices=("tansu", "kafka"), default=None)
 

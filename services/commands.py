@@ -36,12 +36,8 @@ def cmd_serve(args) -> int:
         console.print(f"[red]vigil serve {args.service}: this service is not built yet "
                       f"(built: {', '.join(BUILT)})[/red]")
         return 2
-    if args.service == "ingest":
-        from services.ingest.app import serve
-        serve(settings)
-    elif args.service == "drift":
-        from services.drift.app import serve as serve_drift
-        serve_drift(settings)
+    import importlib
+    importlib.import_module(f"services.{args.service}.app").serve(settings)
     return 0
 
 
@@ -151,7 +147,7 @@ def cmd_demo(args) -> int:
     with Stack(settings) as stack:
         print_ready(stack)
         return run_demo(stack.urls["ingest"], duration=args.duration, speed=args.speed, rate=args.rate,
-                        api_key=(settings.api_key_list() or [None])[0])
+                        api_key=(settings.api_key_list() or [None])[0], alerts_url=stack.urls.get("alerts"))
 
 
 def cmd_replay(args) -> int:

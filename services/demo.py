@@ -1,8 +1,17 @@
-"""`vigil demo`: a simulated fleet of model servers posting to the ingest API, shown live.
+"""`vigil demo`: a simulated fleet of model servers posting to the ingest API, and the alerts it raises.
 
-The fleet: a credit-risk classifier whose `income` feature drifts halfway through, a
-fraud scorer that stays stable, and a document classifier calling a vendor whose latency
-creeps up. Event time runs `speed` times faster than the wall clock.
+The fleet replays about nine days of event time in `duration` wall-clock seconds (the
+history ends now), so drift windows, the oversight's hourly evaluations over seven days and
+the vendor's daily SLA periods all close while you watch:
+
+- `credit-risk` (high risk): its feature `f03` shifts by one standard deviation halfway
+  through -> data drift;
+- `fraud-score`: every prediction below 0.75 confidence is reviewed by a team of eight;
+  three of them stop overriding the AI early on (rubber-stamping) -> reviewer findings;
+- `doc-classifier` calls the vendor `acme-ocr` (SLA: p95 latency 250 ms, accuracy 0.85),
+  whose latency rises by half halfway through -> vendor SLA violation; labels arrive later.
+
+The screen shows the traffic and, below it, the alerts as they fire (from the alerts API).
 """
 
 from __future__ import annotations
@@ -14,10 +23,19 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import numpy as np
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 FEATURES = 20
+DAYS = 9.0  # event time the demo covers
+WINDOW = 6 * 3600  # the demo models' drift window (event time)
+REVIEWERS = [f"reviewer-{i}" for i in range(1, 9)]
+STAMPERS = set(REVIEWERS[:3])  # stop overriding after STAMP_FROM of the run
+STAMP_FROM = 0.2
+OVERRIDE = 0.12  # a careful reviewer's override rate
+VENDOR_SLA = {"accuracy": 0.85, "latency_p95_ms": 250.0, "uptime": 0.99, "period_days": 1, "min_samples": 100}
+COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 
 
 @dataclass
@@ -25,80 +43,138 @@ class SimModel:
     model_id: str
     drift_feature: str | None = None  # mean shifts by one standard deviation after the midpoint
     vendor: str | None = None
-    sent: int = 0
-    duplicates: int = 0
+    reviewed: bool = False
+    sent: dict[str, int] = field(default_factory=lambda: {"predictions": 0, "reviews": 0, "labels": 0})
     errors: int = 0
-    specs: dict = field(default_factory=dict)
 
     def spec(self) -> dict:
-        return {"task": "binary_classification", "positive_label": 1, "risk_tier": "high" if self.drift_feature else "medium",
-                "owners": [f"{self.model_id}-team@example.com"],
+        return {"task": "binary_classification", "positive_label": 1,
+                "risk_tier": "high" if self.drift_feature else "medium",
+                "owners": [f"{self.model_id}-team@example.com"], "labels": {"team": self.model_id.split("-")[0]},
+                "window_seconds": WINDOW, "allowed_lateness_seconds": 300, "label_wait_seconds": 3600,
                 "features": {f"f{j:02d}": {"type": "numeric"} for j in range(FEATURES)}}
 
-    def batch(self, rng: np.random.Generator, n: int, start: datetime, seconds: float, drifted: bool) -> list[dict]:
+    def traffic(self, rng: np.random.Generator, n: int, start: datetime, seconds: float, progress: float
+                ) -> dict[str, list[dict]]:
+        """One tick of this model's events: predictions, and the reviews and labels they lead to."""
         x = rng.normal(0.0, 1.0, size=(n, FEATURES))
-        if drifted and self.drift_feature is not None:
+        if progress > 0.5 and self.drift_feature is not None:
             x[:, int(self.drift_feature[1:])] += 1.0
         score = 1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1])))
-        offsets = np.sort(rng.uniform(0, seconds, size=n))
-        events = []
+        ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, seconds, size=n))]
+        out: dict[str, list[dict]] = {"predictions": [], "reviews": [], "labels": []}
         for i in range(n):
+            pred, conf = int(score[i] > 0.5), round(float(max(score[i], 1 - score[i])), 4)
             e = {"event_id": uuid.uuid4().hex, "model_id": self.model_id, "model_version": "v1",
-                 "timestamp": (start + timedelta(seconds=float(offsets[i]))).isoformat(),
-                 "features": {f"f{j:02d}": round(float(x[i, j]), 4) for j in range(FEATURES)},
-                 "prediction": int(score[i] > 0.5), "confidence": round(float(max(score[i], 1 - score[i])), 4)}
+                 "timestamp": ts[i].isoformat(), "features": {f"f{j:02d}": round(float(x[i, j]), 4) for j in range(FEATURES)},
+                 "prediction": pred, "confidence": conf}
             if self.vendor:
                 e["vendor"] = self.vendor
-                e["latency_ms"] = round(float(rng.gamma(4.0, 30.0 * (1.5 if drifted else 1.0))), 2)
-            events.append(e)
-        return events
+                e["latency_ms"] = round(float(rng.gamma(4.0, 30.0 * (1.5 if progress > 0.5 else 1.0))), 2)
+                e["error"] = bool(rng.random() < 0.002)
+                truth = pred if rng.random() < 0.9 else 1 - pred
+                out["labels"].append({"event_id": e["event_id"], "model_id": self.model_id, "label": truth,
+                                      "timestamp": (ts[i] + timedelta(seconds=60)).isoformat()})
+            if self.reviewed and conf < 0.75:
+                reviewer = REVIEWERS[int(rng.integers(len(REVIEWERS)))]
+                stamping = reviewer in STAMPERS and progress > STAMP_FROM
+                final = pred if stamping or rng.random() >= OVERRIDE else 1 - pred
+                out["reviews"].append({"review_id": uuid.uuid4().hex, "model_id": self.model_id, "case_id": e["event_id"],
+                                       "reviewer_id": reviewer, "ai_prediction": pred, "ai_confidence": conf,
+                                       "human_decision": final, "timestamp": (ts[i] + timedelta(seconds=30)).isoformat(),
+                                       "review_seconds": round(float(rng.gamma(2.0, 20.0)), 1)})
+            out["predictions"].append(e)
+        return out
 
 
 def fleet() -> list[SimModel]:
-    return [SimModel("credit-risk", drift_feature="f03"), SimModel("fraud-score"),
+    return [SimModel("credit-risk", drift_feature="f03"), SimModel("fraud-score", reviewed=True),
             SimModel("doc-classifier", vendor="acme-ocr")]
 
 
-def _table(models: list[SimModel], elapsed: float, event_time: datetime) -> Table:
+def _traffic_table(models: list[SimModel], elapsed: float, event_time: datetime) -> Table:
     t = Table(title=f"vigil demo — {elapsed:5.1f}s wall, event time {event_time:%Y-%m-%d %H:%M} UTC")
-    for col in ("model", "predictions accepted", "duplicates", "rejected/failed", "note"):
-        t.add_column(col, justify="right" if col != "model" and col != "note" else "left")
+    for col in ("model", "predictions", "reviews", "labels", "failed", "what happens"):
+        t.add_column(col, justify="left" if col in ("model", "what happens") else "right")
+    notes = {"credit-risk": "f03 drifts at half time", "fraud-score": "3 of 8 reviewers rubber-stamp",
+             "doc-classifier": "vendor acme-ocr slows at half time"}
     for m in models:
-        note = f"drifting {m.drift_feature}" if m.drift_feature else (f"vendor {m.vendor}" if m.vendor else "stable")
-        t.add_row(m.model_id, f"{m.sent:,}", f"{m.duplicates:,}", f"[red]{m.errors}[/red]" if m.errors else "0", note)
+        t.add_row(m.model_id, f"{m.sent['predictions']:,}", f"{m.sent['reviews']:,}", f"{m.sent['labels']:,}",
+                  f"[red]{m.errors}[/red]" if m.errors else "0", notes.get(m.model_id, ""))
     return t
 
 
-def run_demo(ingest_url: str, duration: float = 30.0, speed: float = 60.0, rate: float = 2_000.0,
-             api_key: str | None = None, seed: int = 7) -> int:
+def alerts_table(alerts: list[dict], title: str = "alerts") -> Table:
+    """Alerts as a table, most severe first (also used by the summary)."""
+    order = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+    t = Table(title=f"{title} ({len(alerts)})")
+    for col in ("severity", "model", "kind", "about", "seen", "status"):
+        t.add_column(col, justify="right" if col == "seen" else "left")
+    for a in sorted(alerts, key=lambda a: (order.get(a.get("severity"), 9), a.get("model_id", ""), a.get("kind", ""))):
+        latest = a.get("latest") or {}
+        about = latest.get("feature") or latest.get("vendor") or ", ".join((latest.get("evidence") or {}).get("reviewers", [])[:4])
+        sev = a.get("severity", "?")
+        t.add_row(f"[{COLOURS.get(sev, '')}]{sev}[/]", a.get("model_id", ""), a.get("kind", ""), about or "",
+                  str(a.get("occurrences", "")), a.get("status", ""))
+    return t
+
+
+def _alerts(client: httpx.Client | None) -> list[dict] | None:
+    if client is None:
+        return None
+    try:
+        r = client.get("/v1/alerts")
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None, rate: float = 2_000.0,
+             api_key: str | None = None, seed: int = 7, alerts_url: str | None = None, settle: float = 10.0) -> int:
+    """Send the fleet's traffic for `duration` seconds, then wait up to `settle` seconds for the
+    last alerts; print the summary. `speed` defaults to covering DAYS of event time."""
+    speed = speed or DAYS * 86400 / duration
     rng = np.random.default_rng(seed)
     models = fleet()
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     client = httpx.Client(base_url=ingest_url, headers=headers, timeout=30)
+    alerts_client = httpx.Client(base_url=alerts_url, headers=headers, timeout=5) if alerts_url else None
     for m in models:
         client.put(f"/v1/models/{m.model_id}", json=m.spec()).raise_for_status()
-    event_start = datetime.now(timezone.utc).replace(microsecond=0)
+    client.put("/v1/vendors/acme-ocr/sla", json=VENDOR_SLA).raise_for_status()
+    event_start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=duration * speed)
     started = time.monotonic()
     tick = 0.5
     per_tick = max(1, int(rate * tick / len(models)))
-    with Live(_table(models, 0.0, event_start), refresh_per_second=4) as live:
-        while (elapsed := time.monotonic() - started) < duration:
-            event_now = event_start + timedelta(seconds=elapsed * speed)
-            for m in models:
-                events = m.batch(rng, per_tick, event_now, tick * speed, drifted=elapsed > duration / 2)
-                try:
-                    r = client.post("/v1/predictions", json=events)
-                    if r.status_code == 202:
-                        m.sent += r.json()["accepted"]
-                        m.duplicates += r.json()["duplicates"]
-                    else:
-                        m.errors += len(events)
-                except httpx.HTTPError:
-                    m.errors += len(events)
-            live.update(_table(models, elapsed, event_now))
+    alerts: list[dict] = []
+    with Live(_traffic_table(models, 0.0, event_start), refresh_per_second=4) as live:
+        while (elapsed := time.monotonic() - started) < duration + settle:
+            event_now = event_start + timedelta(seconds=min(elapsed, duration) * speed)
+            if elapsed < duration:
+                for m in models:
+                    for kind, events in m.traffic(rng, per_tick, event_now, tick * speed, elapsed / duration).items():
+                        if not events:
+                            continue
+                        try:
+                            r = client.post(f"/v1/{kind}", json=events)
+                            if r.status_code == 202:
+                                m.sent[kind] += r.json()["accepted"]
+                            else:
+                                m.errors += len(events)
+                        except httpx.HTTPError:
+                            m.errors += len(events)
+            alerts = _alerts(alerts_client) or alerts
+            view = [_traffic_table(models, elapsed, event_now)]
+            if alerts_client is not None:
+                view.append(alerts_table([a for a in alerts if a.get("status") != "resolved"], "alerts firing"))
+            live.update(Group(*view))
             time.sleep(max(0.0, tick - (time.monotonic() - started - elapsed)))
     client.close()
-    total = sum(m.sent for m in models)
+    if alerts_client is not None:
+        alerts_client.close()
+        from rich.console import Console
+        Console().print(alerts_table(alerts, "summary: alerts raised"))
+    total = sum(m.sent["predictions"] for m in models)
     failed = sum(m.errors for m in models)
-    print(f"demo done: {total:,} predictions accepted, {failed:,} failed, in {duration:.0f}s")
+    print(f"\ndemo done: {total:,} predictions accepted, {failed:,} failed, {len(alerts)} alerts, in {duration:.0f}s")
     return 0 if failed == 0 else 1
