@@ -436,3 +436,52 @@ def notify_reason(prev: dict | None, cur: dict | None) -> str | None:
     if cur["severity"] != prev["severity"] or cur["occurrences"] != prev["occurrences"]:
         return "firing"
     return None
+
+
+class Settled(NamedTuple):
+    """The outcome of a change to one model's alerts: the alerts whose state changed (stored and
+    published) and the notifications to hand to the Dispatcher, (alert, "firing" | "resolved")."""
+
+    changed: list[dict]
+    notify: list[tuple[dict, str]]
+
+
+def settle(before: dict[str, dict], after: dict[str, dict], model_labels: dict | None, silences: list[Silence],
+           now: datetime, rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES) -> Settled:
+    """Recompute silences and inhibitions of one model's alerts (``after``: alert_id -> alert, the
+    open ones and any just changed) and decide what notifies, against ``before``.
+
+    >>> f = {"finding_id": "f1", "kind": "k", "model_id": "m", "severity": "medium", "n": 1, "metrics": {},
+    ...      "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:15:00Z"}
+    >>> now = parse_time("2026-01-01T01:00:00Z")
+    >>> med = apply_finding(None, f, now=now).alert
+    >>> s = settle({}, {med["alert_id"]: med}, {}, [], now)
+    >>> [(a["status"], a["notified"]) for a in s.changed], [r for _, r in s.notify]
+    ([('firing', True)], ['firing'])
+    >>> crit = apply_finding(None, {**f, "finding_id": "f2", "kind": "j", "severity": "critical"}, now=now).alert
+    >>> s2 = settle({med["alert_id"]: s.changed[0]}, {med["alert_id"]: s.changed[0], crit["alert_id"]: crit}, {}, [], now)
+    >>> sorted((a["severity"], a["status"]) for a in s2.changed), [(a["severity"], r) for a, r in s2.notify]
+    ([('critical', 'firing'), ('medium', 'silenced')], [('critical', 'firing')])
+    """
+    open_ = [(a, labels_of(a, model_labels)) for a in after.values() if not a.get("resolved_at")]
+    changed, notify = [], []
+    for aid in sorted(after):
+        a = after[aid]
+        if not a.get("resolved_at"):
+            a = suppress(a, *suppression(a, labels_of(a, model_labels), silences, open_, now, rules))
+        prev = before.get(aid)
+        if prev is not None and a["revision"] == prev["revision"]:
+            continue
+        reason = notify_reason(prev, a)
+        if reason == "firing":
+            a = {**a, "notified": True}
+        changed.append(a)
+        if reason:
+            notify.append((a, reason))
+    return Settled(changed, notify)
+
+
+def public(alert: dict) -> dict:
+    """The alert as the API and `vigil.alerts` show it: the contract's fields and the
+    lifecycle's, without bookkeeping."""
+    return {k: v for k, v in alert.items() if k not in ("clear_ids", "notified", "generation")}
