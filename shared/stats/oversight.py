@@ -46,7 +46,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float | None, float 
     centre = p + z2 / (2 * n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     den = 1 + z2 / n
-    return max(0.0, (centre - half) / den), min(1.0, (centre + half) / den)
+    low = 0.0 if successes == 0 else max(0.0, (centre - half) / den)
+    high = 1.0 if successes == n else min(1.0, (centre + half) / den)
+    return low, high
 
 
 def rate(k: int, n: int) -> float | None:
