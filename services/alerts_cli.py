@@ -25,6 +25,7 @@ ACTIVE = ("firing", "acknowledged", "silenced")
 COLOURS = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "blue"}
 STATUS_COLOURS = {"firing": "red", "acknowledged": "green", "silenced": "dim", "resolved": "green"}
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
+WIDE = 110  # terminal columns from which the table shows alert ids
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -102,22 +103,26 @@ def feature_of(alert: dict) -> str:
     return alert.get("feature") or latest.get("feature") or latest.get("vendor") or ""
 
 
-def alerts_table(alerts: list[dict], now: datetime, title: str = "Vigil alerts"):
-    """A rich Table: severity (coloured), status, model, kind, feature, title, occurrences,
-    last seen (age), alert id."""
+def alerts_table(alerts: list[dict], now: datetime, title: str = "Vigil alerts", *, ids: bool = True):
+    """A rich Table: severity (coloured), status, model, kind, feature, occurrences, last seen
+    (age) and, with `ids` (wide terminals), the alert id. The alert's title says no more than
+    these columns, so it is left to --json and --follow."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for name, kw in (("severity", {}), ("status", {}), ("model", {}), ("kind", {}), ("feature", {}),
-                     ("title", {"overflow": "fold", "max_width": 60}), ("occ.", {"justify": "right"}),
-                     ("last seen", {"justify": "right"}), ("alert id", {"style": "dim"})):
+    table = Table(title=title, header_style="bold")
+    fixed = {"no_wrap": True}
+    for name, kw in (("severity", fixed), ("status", fixed), ("model", {"overflow": "fold"}),
+                     ("kind", {"overflow": "fold"}), ("feature", {"overflow": "fold"}),
+                     ("occ.", {"justify": "right", **fixed}), ("last seen", {"justify": "right", **fixed}),
+                     *((("alert id", {"style": "dim", **fixed}),) if ids else ())):
         table.add_column(name, **kw)
     for a in ordered(alerts):
         sev, status = a.get("severity", "?"), a.get("status", "?")
-        table.add_row(Text(sev, style=COLOURS.get(sev, "")), Text(status, style=STATUS_COLOURS.get(status, "")),
-                      a.get("model_id", ""), a.get("kind", ""), feature_of(a), a.get("title", ""),
-                      str(a.get("occurrences", "")), ago(a.get("last_seen"), now), a.get("alert_id", ""))
+        row = [Text(sev, style=COLOURS.get(sev, "")), Text(status, style=STATUS_COLOURS.get(status, "")),
+               a.get("model_id", ""), a.get("kind", ""), feature_of(a), str(a.get("occurrences", "")),
+               ago(a.get("last_seen"), now)]
+        table.add_row(*row, *([a.get("alert_id", "")] if ids else []))
     if not alerts:
         table.caption = "no alerts"
     return table
@@ -230,8 +235,11 @@ def run(args) -> int:
         if args.json and not args.follow:
             emit_json(ordered(list(seen.values())))
             return 0
-        if not args.json:
-            out.print(alerts_table(list(seen.values()), _now()))
+        if args.json:  # a follower's first lines are what is there already, as "new"
+            for change in diff({}, seen):
+                emit_json(change_json(change))
+        else:
+            out.print(alerts_table(list(seen.values()), _now(), ids=out.width >= WIDE))
         if not args.follow:
             return 0
         if not args.json:

@@ -81,6 +81,15 @@ def test_table_lists_critical_first_then_the_most_recently_seen():
     assert rows[3][:2] == ["medium", "silenced"]
 
 
+def test_a_narrow_table_leaves_the_ids_out_and_keeps_one_line_per_alert():
+    alerts = [alert("45c2d4b7c15b4e6fbf5ce21f", "critical"), alert("b", "medium", "silenced")]
+    console = Console(record=True, width=80, color_system=None)
+    console.print(cli.alerts_table(alerts, NOW, ids=False))
+    text = console.export_text()
+    assert "45c2d4b7" not in text and "alert id" not in text
+    assert len([line for line in text.splitlines() if "data_drift" in line]) == 2, text
+
+
 def test_table_colours_each_severity_and_says_when_there_are_no_alerts():
     alerts = [alert(s, s) for s in ("critical", "high", "medium", "low")]
     table = cli.alerts_table(alerts, NOW)

@@ -56,8 +56,10 @@ async function api(path, options = {}) {
     const res = await fetch(path, {
       ...options,
       signal: ctrl.signal,
-      headers: {"Accept": "application/json", ...(options.body ? {"Content-Type": "application/json"} : {})},
+      headers: {"Accept": "application/json", ...(options.body ? {"Content-Type": "application/json"} : {}),
+                ...(apiKey() ? {"Authorization": `Bearer ${apiKey()}`} : {})},
     });
+    if (res.status === 401) askForKey();
     const text = await res.text();
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch (e) { body = text; }
@@ -65,6 +67,20 @@ async function api(path, options = {}) {
     return body;
   } finally {
     clearTimeout(timer);
+  }
+}
+
+// Writes need a bearer key when the service has VIGIL_API_KEYS: asked for on the first 401,
+// kept for this browser tab only.
+function apiKey() {
+  return sessionStorage.getItem("vigil.api_key") || "";
+}
+
+function askForKey() {
+  const box = $("api-key-box");
+  if (box.hidden) {
+    box.hidden = false;
+    $("api-key").focus();
   }
 }
 
@@ -104,6 +120,12 @@ async function fetchModes(models) {
   const out = new Map();
   ids.forEach((m, i) => { if (modes[i]) out.set(m, modes[i]); });
   return out;
+}
+
+// Models switched to human review by an action: their mode outlives their alerts.
+async function fetchReviewModels() {
+  const actions = listOf(await api("v1/actions?limit=200"), "actions");
+  return actions.filter((x) => x.type === "enable_human_review").map((x) => x.model_id);
 }
 
 async function fetchSilences() {
@@ -160,11 +182,15 @@ function ackInfo(a) {
 
 function cardSignature(a) {
   return JSON.stringify([a.severity, a.status, a.title, a.summary, a.occurrences, a.last_seen,
-                         a.latest, a.owners, ackInfo(a), a.silenced_by || a.silence_ids || null]);
+                         a.latest, a.owners, ackInfo(a), a.silenced_by || null, a.inhibited_by || null]);
+}
+
+function titleOf(a) {
+  return (a.title || `${a.kind} on ${a.model_id}`).replace(/^\[[A-Z]+\]\s*/, "");
 }
 
 function renderCard(a) {
-  const title = a.title || `${a.kind} on ${a.model_id}`;
+  const title = titleOf(a);
   const latest = a.latest || {};
   const metrics = Object.entries(latest.metrics || {});
   const ack = ackInfo(a);
@@ -178,10 +204,14 @@ function renderCard(a) {
   ];
   if (latest.window_start) facts.push(["Window", h("span", {}, timeEl(latest.window_start), " – ", timeEl(latest.window_end))]);
   if (latest.n !== undefined) facts.push(["Sample size", fmtNumber(latest.n)]);
+  if ((a.silenced_by || []).length) facts.push(["Silenced by", `silence ${a.silenced_by.join(", ")}`]);
+  if ((a.inhibited_by || []).length) facts.push(["Inhibited by", a.inhibited_by.map((id) =>
+    state.alerts.has(id) ? `${titleOf(state.alerts.get(id))} (${state.alerts.get(id).severity})` : id).join(", ")]);
   if (ack) facts.push(["Acknowledged", `by ${ack.by}${ack.at ? " at " + fmtTime(ack.at) : ""}${ack.comment ? " — " + ack.comment : ""}`]);
-  const evidence = latest.evidence && Object.keys(latest.evidence).length ? latest.evidence : null;
+  const evidence = latest.evidence || {};
   return h("li", {class: `alert sev-${a.severity} status-${a.status}`, id: `alert-${a.alert_id}`,
-                  dataset: {alertId: a.alert_id, severity: a.severity, status: a.status, fingerprint: a.fingerprint}},
+                  dataset: {alertId: a.alert_id, severity: a.severity, status: a.status, fingerprint: a.fingerprint,
+                            model: a.model_id}},
     h("article", {"aria-labelledby": tid},
       h("div", {class: "alert-head"},
         h("span", {class: `badge sev-${a.severity}`}, a.severity),
@@ -199,7 +229,7 @@ function renderCard(a) {
                                      finding_id: latest.finding_id, findings: a.findings, actions: a.actions}, null, 2))),
       h("div", {class: "buttons"},
         h("button", {type: "button", class: "ack", dataset: {role: "ack"}, "aria-label": `Acknowledge ${title}`,
-                     disabled: a.status !== "firing", onclick: () => acknowledge(a)}, "Acknowledge"),
+                     disabled: a.status === "acknowledged", onclick: () => acknowledge(a)}, "Acknowledge"),
         h("label", {class: "silence-for"}, "for ", select),
         h("button", {type: "button", class: "silence", dataset: {role: "silence"}, "aria-label": `Silence ${title}`,
                      disabled: a.status === "silenced", onclick: () => silence(a, Number(select.value))}, "Silence"))));
@@ -268,11 +298,17 @@ function renderModes() {
   $("modes").hidden = review.length === 0;
   $("mode-list").replaceChildren(...review.map(([model, m]) => {
     const by = m.by || m.set_by || m.changed_by;
-    return h("li", {class: "mode-banner", role: "note", dataset: {model}},
-      h("strong", {}, model), " is under human review",
-      m.since ? [" since ", timeEl(m.since)] : null,
-      by ? ` (set by ${by})` : null,
-      m.reason ? h("span", {class: "reason"}, ` — ${m.reason}`) : null);
+    const why = h("input", {class: "why", maxlength: 2000, "aria-label": `Why ${model} can return to automated mode`,
+                            placeholder: "why it can return to automated"});
+    return h("li", {class: "mode-banner", dataset: {model}},
+      h("p", {},
+        h("strong", {}, model), " is under human review",
+        m.since ? [" since ", timeEl(m.since)] : null,
+        by ? h("span", {class: "by"}, ` (set by ${by})`) : null,
+        m.reason ? h("span", {class: "reason"}, ` — ${m.reason}`) : null),
+      h("div", {class: "buttons"}, why,
+        h("button", {type: "button", class: "clear-mode", "aria-label": `Return ${model} to automated mode`,
+                     onclick: () => clearMode(model, why)}, "Return to automated")));
   }));
 }
 
@@ -295,7 +331,7 @@ function announce(prev, next) {
   const fresh = [...next.values()].filter((a) => !prev.has(a.alert_id));
   if (fresh.length) {
     $("announcer").textContent = fresh.length === 1
-      ? `New ${fresh[0].severity} alert: ${fresh[0].title || fresh[0].kind} on ${fresh[0].model_id}`
+      ? `New ${fresh[0].severity} alert: ${titleOf(fresh[0])}`
       : `${fresh.length} new alerts`;
   }
 }
@@ -334,7 +370,7 @@ async function acknowledge(a) {
   try {
     await api(`v1/alerts/${encodeURIComponent(a.alert_id)}/ack`, {
       method: "POST", body: JSON.stringify({by, comment: "acknowledged on the operator page"})});
-    showMessage(`Acknowledged: ${a.title || a.kind}`, "ok");
+    showMessage(`Acknowledged: ${titleOf(a)}`, "ok");
   } catch (e) {
     showMessage(`Acknowledge failed — ${e.message}`);
   }
@@ -348,13 +384,32 @@ async function silence(a, seconds) {
   const body = {
     matchers: [{name: "fingerprint", value: a.fingerprint, isRegex: false, isEqual: true}],
     startsAt: now.toISOString(), endsAt: new Date(now.getTime() + seconds * 1000).toISOString(),
-    createdBy, comment: `silenced on the operator page: ${a.title || a.kind} (${a.model_id})`,
+    createdBy, comment: `silenced on the operator page: ${titleOf(a)}`,
   };
   try {
     await api("v1/silences", {method: "POST", body: JSON.stringify(body)});
-    showMessage(`Silenced for ${seconds / 3600} h: ${a.title || a.kind}`, "ok");
+    showMessage(`Silenced for ${seconds / 3600} h: ${titleOf(a)}`, "ok");
   } catch (e) {
     showMessage(`Silence failed — ${e.message}`);
+  }
+  await refresh();
+}
+
+async function clearMode(model, whyInput) {
+  const by = operator();
+  if (!by) return;
+  const reason = whyInput.value.trim();
+  if (!reason) {
+    showMessage(`Say why ${model} can return to automated mode: it is recorded.`);
+    whyInput.focus();
+    return;
+  }
+  try {
+    await api(`v1/models/${encodeURIComponent(model)}/mode`, {
+      method: "POST", body: JSON.stringify({mode: "automated", by, reason})});
+    showMessage(`${model} is back in automated mode`, "ok");
+  } catch (e) {
+    showMessage(`Changing the mode failed — ${e.message}`);
   }
   await refresh();
 }
@@ -379,6 +434,7 @@ async function refresh() {
     try {
       const alerts = await fetchAlerts();
       for (const a of alerts.values()) state.models.add(a.model_id);
+      for (const m of await fetchReviewModels().catch(() => [])) state.models.add(m);
       const [modes, silences] = await Promise.all([fetchModes(state.models), fetchSilences().catch(() => null)]);
       announce(state.alerts, alerts);
       state.alerts = alerts;
@@ -407,5 +463,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const input = $("operator-name");
   input.value = localStorage.getItem("vigil.operator") || "";
   $("operator").addEventListener("submit", (e) => { e.preventDefault(); operator(); });
+  $("api-key").addEventListener("change", (e) => {
+    sessionStorage.setItem("vigil.api_key", e.target.value.trim());
+    showMessage("API key set for this tab; try again.", "ok");
+  });
   loop();
 });
