@@ -367,6 +367,8 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 evidence = await page.wait_for(card(crit["alert_id"], "el.querySelector('details').open && "
                                                                       "el.querySelector('details pre').innerText"))
                 assert '"reference_p50": 42.5' in evidence and '"window_p50": 97.25' in evidence
+                history = await page.wait_for(card(crit["alert_id"], "el.querySelector('table.findings')?.innerText"))
+                assert "Recent findings (1)" in history and "psi 0.41" in history
                 # The critical alert switched the model to human review: a banner says who and why.
                 banner = await page.wait_for(f"document.querySelector('#mode-list li[data-model=\"{fraud}\"]')?.innerText")
                 mode = (await client.get(f"/v1/models/{fraud}/mode")).json()
@@ -399,6 +401,7 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 await page.wait_for(card(high["alert_id"], "el.dataset.status === 'silenced' && "
                                                            "el.closest('section').dataset.severity === 'high'"))
                 assert high["fingerprint"] in await page.evaluate("document.getElementById('silences').innerText")
+                assert f"{OPERATOR} until" in await page.evaluate(card(high["alert_id"], "el.querySelector('[data-fact=silenced-by]').innerText"))
                 errors_before_network_loss = list(page.errors)
 
                 # Live: a repeat and a new alert of another model show up without a reload.
@@ -412,12 +415,30 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 assert "0.44" in await page.evaluate(card(crit["alert_id"], "el.innerText"))
                 assert await page.evaluate("window.__still_the_same_page") == 42
                 assert churn in await page.evaluate("document.getElementById('announcer').innerText")
+                history = await page.wait_for(card(crit["alert_id"], "el.querySelector('table.findings')?.innerText"
+                                                                     ".includes('Recent findings (2)') && el.innerText"))
+                assert "psi 0.44" in history and "psi 0.41" in history
 
                 await page.wait_for(card(crit["alert_id"], "el.querySelector('details').open"))  # kept open across updates
                 shot = await page.screenshot(ARTIFACTS / "operator-page.png")
                 width, height = png_size(shot)
                 assert width >= 1000 and height >= 1000 and len(shot) > 30_000
                 assert errors_before_network_loss == [], errors_before_network_loss
+
+                # An operator returns the model to automated mode, saying why: recorded, banner gone.
+                banner = f'#mode-list li[data-model="{fraud}"]'
+                await page.type(f"{banner} input.why", "drift explained: new merchant onboarding")
+                await page.click(f"{banner} button.clear-mode")
+                mode = await api_wait(client, f"/v1/models/{fraud}/mode",
+                                      lambda b: b if b["mode"] == "automated" else None)
+                assert (mode["by"], mode["reason"]) == (OPERATOR, "drift explained: new merchant onboarding")
+                await page.wait_for(f"!document.querySelector('{banner}')")
+
+                # Expiring the silence from the page un-silences the alert.
+                await page.click(f'#silence-rows tr[data-silence-id="{silences[0]["id"]}"] button.expire')
+                await api_wait(client, f"/v1/alerts/{high['alert_id']}", lambda a: a["status"] == "firing")
+                await page.wait_for(card(high["alert_id"], "el.dataset.status === 'firing'"))
+                await page.wait_for("document.getElementById('silence-table').hidden")
 
                 # The network goes away: the page says so, and recovers by itself.
                 await page.send("Network.enable")

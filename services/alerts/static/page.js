@@ -10,10 +10,12 @@ const ACTIVE = ["firing", "acknowledged", "silenced"];
 const DURATIONS = [["1h", 3600], ["4h", 4 * 3600], ["24h", 86400], ["7d", 7 * 86400]];
 const MAX_NUMBERS = 8; // key numbers shown on a card; the rest are in the evidence
 const MAX_MODELS = 50; // model modes polled per cycle
+const MAX_HISTORY = 10; // recent findings shown with an alert's evidence
 
 const state = {
   alerts: new Map(),      // alert_id -> alert (active ones)
   modes: new Map(),       // model_id -> mode JSON
+  silences: new Map(),    // silence id -> silence (every one the API lists)
   models: new Set(),      // every model seen this session (their mode may outlive their alerts)
   signatures: new Map(),  // alert_id -> JSON of what its card shows (re-render on change only)
   first: true,
@@ -129,7 +131,7 @@ async function fetchReviewModels() {
 }
 
 async function fetchSilences() {
-  return listOf(await api("v1/silences"), "silences").filter((s) => silenceActive(s));
+  return listOf(await api("v1/silences"), "silences");
 }
 
 function silenceActive(s) {
@@ -204,7 +206,10 @@ function renderCard(a) {
   ];
   if (latest.window_start) facts.push(["Window", h("span", {}, timeEl(latest.window_start), " – ", timeEl(latest.window_end))]);
   if (latest.n !== undefined) facts.push(["Sample size", fmtNumber(latest.n)]);
-  if ((a.silenced_by || []).length) facts.push(["Silenced by", `silence ${a.silenced_by.join(", ")}`]);
+  if ((a.silenced_by || []).length) facts.push(["Silenced by", a.silenced_by.map((id) => {
+    const sl = state.silences.get(id);
+    return sl ? `${sl.createdBy || "?"} until ${fmtTime(sl.endsAt)}` : `silence ${id}`;
+  }).join(", ")]);
   if ((a.inhibited_by || []).length) facts.push(["Inhibited by", a.inhibited_by.map((id) =>
     state.alerts.has(id) ? `${titleOf(state.alerts.get(id))} (${state.alerts.get(id).severity})` : id).join(", ")]);
   if (ack) facts.push(["Acknowledged", `by ${ack.by}${ack.at ? " at " + fmtTime(ack.at) : ""}${ack.comment ? " — " + ack.comment : ""}`]);
@@ -223,8 +228,9 @@ function renderCard(a) {
       metrics.length ? h("dl", {class: "numbers", "aria-label": "Key numbers of the latest finding"},
         metrics.slice(0, MAX_NUMBERS).map(([k, v]) => h("div", {class: "number", dataset: {metric: k}},
           h("dt", {}, k), h("dd", {}, fmtNumber(v))))) : null,
-      h("details", {class: "evidence", dataset: {role: "evidence"}},
+      h("details", {class: "evidence", dataset: {role: "evidence"}, ontoggle: (e) => { if (e.target.open) loadHistory(e.target, a); }},
         h("summary", {}, "Evidence"),
+        h("div", {class: "history", "aria-live": "polite"}),
         h("pre", {}, JSON.stringify({metrics: latest.metrics, evidence, recommended_actions: latest.recommended_actions,
                                      finding_id: latest.finding_id, findings: a.findings, actions: a.actions}, null, 2))),
       h("div", {class: "buttons"},
@@ -275,8 +281,31 @@ function renderAlerts() {
   for (const id of [...state.signatures.keys()]) if (!state.alerts.has(id)) state.signatures.delete(id);
 }
 
+// The alert's recent findings (GET /v1/findings), newest window first: is it getting worse?
+async function loadHistory(details, a) {
+  const box = details.querySelector(".history");
+  if (box.dataset.loaded === a.last_seen) return;
+  const same = (x, y) => (x || null) === (y || null);
+  try {
+    const q = `model_id=${encodeURIComponent(a.model_id)}&kind=${encodeURIComponent(a.kind)}&limit=200`;
+    const found = listOf(await api(`v1/findings?${q}`), "findings")
+      .filter((f) => same(f.feature, a.feature) && same(f.vendor, a.vendor)).slice(0, MAX_HISTORY);
+    box.replaceChildren(h("table", {class: "findings"},
+      h("caption", {}, `Recent findings (${found.length})`),
+      h("thead", {}, h("tr", {}, ["Window end", "Severity", "n", "Numbers"].map((c) => h("th", {scope: "col"}, c)))),
+      h("tbody", {}, found.map((f) => h("tr", {dataset: {findingId: f.finding_id}},
+        h("td", {}, timeEl(f.window_end)), h("td", {class: `sev-${f.severity}`}, h("span", {class: "badge"}, f.severity)),
+        h("td", {}, fmtNumber(f.n)),
+        h("td", {}, Object.entries(f.metrics || {}).slice(0, 4).map(([k, v]) => `${k} ${fmtNumber(v)}`).join(", ")))))));
+    box.dataset.loaded = a.last_seen;
+  } catch (e) {
+    box.textContent = `Recent findings unavailable — ${e.message}`;
+  }
+}
+
 // A re-rendered card keeps what the operator did to the old one: open evidence, duration, focus.
 function keepUiState(old, fresh) {
+  fresh.querySelector(".history").replaceChildren(...old.querySelector(".history").childNodes);
   fresh.querySelector("details").open = old.querySelector("details").open;
   fresh.querySelector("select").value = old.querySelector("select").value;
   const f = document.activeElement;
@@ -439,11 +468,12 @@ async function refresh() {
       announce(state.alerts, alerts);
       state.alerts = alerts;
       state.modes = modes;
+      if (silences) state.silences = new Map(silences.map((x) => [x.id || x.silence_id, x]));
       state.lastOk = Date.now();
       state.first = false;
       renderAlerts();
       renderModes();
-      if (silences) renderSilences(silences);
+      if (silences) renderSilences(silences.filter(silenceActive));
       setConnection(true);
     } catch (e) {
       setConnection(false, e.name === "AbortError" ? "timed out" : e.message);
