@@ -46,7 +46,6 @@ TOPIC = kafka.TOPICS["findings"]
 MAX_RAW = 256 * 1024  # bytes of a bad record kept in its dead letter
 SWEEP_SECONDS = 5.0
 TRIM_SECONDS = 3600.0
-FINDING_REASONS = ("new", "repeat", "escalated")
 
 
 def _raw(value: bytes | None) -> str:
@@ -148,45 +147,39 @@ class AlertsService:
     # --- findings -----------------------------------------------------------------------------
 
     async def consume(self) -> None:
-        from aiokafka import TopicPartition
         while not self._stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=1_000)
             self.ready = True
             if not batches:
                 continue
-            offsets = {}
-            failed = None
-            for tp, records in batches.items():
-                for r in records:
-                    try:
-                        await self.handle(r)
-                    except Exception as exc:  # noqa: BLE001 - Redis away: read it again later
-                        failed = exc
-                        self.consumer.seek(tp, r.offset)
-                        break
-                    offsets[TopicPartition(tp.topic, tp.partition)] = r.offset + 1
+            try:
+                await self.handle([r for records in batches.values() for r in records])
+            except Exception:
+                for tp, records in batches.items():  # Redis away: read them again (the seen marks skip the done)
+                    self.consumer.seek(tp, records[0].offset)
+                raise
             await self.drain()
-            if offsets:
-                await self.consumer.commit(offsets)
-            if failed is not None:
-                log.warning("applying a finding failed (%s: %s); retrying in 1 s", type(failed).__name__, failed)
-                await asyncio.sleep(1.0)
+            await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
-    async def handle(self, record) -> None:
-        try:
-            value = kafka.loads(record.value)
-            findings = value if isinstance(value, list) else [value]
-            parsed = [Finding.model_validate(f).model_dump(mode="json") for f in findings]
-        except Exception as exc:  # noqa: BLE001 - bad input goes to the dead letters, never stops us
-            await self._deadletter(record, "invalid" if isinstance(exc, ValidationError) else "not_json", _error(exc))
-            return
-        for f in parsed:
-            out = await self.store.process(f, now=self.now())
-            self.processed += 1
-            if out is not None and out.reason == "new":
-                a = next(a for a in out.changed if a["fingerprint"] == lc.fingerprint(
-                    f["model_id"], f["kind"], f.get("feature"), f.get("vendor")))
-                m.ALERTS_FIRED.labels(severity=a["severity"], kind=a["kind"]).inc()
+    async def handle(self, records) -> None:
+        """Decode and validate a batch of records, then apply each model's findings in one transaction."""
+        by_model: dict[str, list[dict]] = {}
+        for r in records:
+            try:
+                value = kafka.loads(r.value)
+                found = [Finding.model_validate(f).model_dump(mode="json") for f in (value if isinstance(value, list) else [value])]
+            except Exception as exc:  # noqa: BLE001 - bad input goes to the dead letters, never stops us
+                await self._deadletter(r, "invalid" if isinstance(exc, ValidationError) else "not_json", _error(exc))
+                continue
+            for f in found:
+                by_model.setdefault(f["model_id"], []).append(f)
+        now = self.now()
+        for model_id, found in by_model.items():
+            out = await self.store.process_batch(model_id, found, now)
+            self.processed += len(found)
+            for reason, severity, kind in (out.reason if out is not None else []):
+                if reason == "new":
+                    m.ALERTS_FIRED.labels(severity=severity, kind=kind).inc()
 
     async def _deadletter(self, r, reason: str, error: str) -> None:
         m.DEADLETTERS.labels(service="alerts", reason=reason).inc()
@@ -217,12 +210,11 @@ class AlertsService:
                 await asyncio.gather(*futures)
                 published = self.clock()
                 for raw, e in zip(entries, parsed):
-                    if e.get("reason") in FINDING_REASONS:
+                    if e.get("reason") == "findings":
                         for a in e["alerts"]:
-                            if a.get("latest") and a["status"] != "resolved":
+                            if a["status"] != "resolved":
                                 m.DETECTION_LATENCY.observe(max(0.0, published - lc.parse_time(
                                     a["latest"]["window_end"]).timestamp()))
-                                break
                     for a, _reason in e["notify"]:
                         await self.dispatcher.submit(lc.public(a), e["model"])
                     await self.store.done(raw)

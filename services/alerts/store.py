@@ -25,6 +25,7 @@ Keys (prefix ``vigil:alerts:``)::
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -40,6 +41,7 @@ P = "vigil:alerts:"
 MAX_ACTIONS = 10_000  # actions kept per list
 MAX_MODE_HISTORY = 100
 TX_RETRIES = 100
+REGISTRY_TTL = 10.0  # seconds a model's owners and labels are cached
 
 
 def _k(*parts: str) -> str:
@@ -56,7 +58,7 @@ def _epoch(t: str | datetime) -> float:
 
 @dataclass
 class Outcome:
-    reason: str  # the finding's (lifecycle.Change.reason), or the operation's
+    reason: str | list[tuple[str, str, str]]  # the operation's, or per new finding (Change.reason, severity, kind)
     changed: list[dict]
     notify: list[tuple[dict, str]]
     actions: list[dict]
@@ -77,17 +79,25 @@ class AlertStore:
         self.resolve_after = resolve_after
         self.retention = int(retention_days * 86400)
         self.rules = rules
+        self._models: dict[str, tuple[float, dict]] = {}
 
     # --- reads ---------------------------------------------------------------------------------
 
     async def model(self, model_id: str) -> dict:
         """The registry's view the alerts need: owners, labels, risk tier, runbook URL (a model
         label ``runbook_url``). An unknown model has none."""
+        cached = self._models.get(model_id)
+        if cached is not None and time.monotonic() - cached[0] < REGISTRY_TTL:
+            return cached[1]
         raw = await self.redis.get(f"vigil:registry:model:{model_id}")
         spec = _loads(raw) or {}
         labels = spec.get("labels") or {}
-        return {"owners": list(spec.get("owners") or []), "labels": dict(labels),
-                "risk_tier": spec.get("risk_tier", "medium"), "runbook_url": labels.get("runbook_url")}
+        model = {"owners": list(spec.get("owners") or []), "labels": dict(labels),
+                 "risk_tier": spec.get("risk_tier", "medium"), "runbook_url": labels.get("runbook_url")}
+        if len(self._models) > 100_000:
+            self._models.clear()
+        self._models[model_id] = (time.monotonic(), model)
+        return model
 
     async def alert(self, alert_id: str) -> dict | None:
         return _loads(await self.redis.get(_k("alert", alert_id)))
@@ -196,7 +206,8 @@ class AlertStore:
     def _write(self, pipe, model_id: str, model: dict, settled: lc.Settled, actions: list[dict], now: datetime,
                current_mode: dict | None, reason: str) -> None:
         ts = now.timestamp()
-        for a in settled.changed:
+        # a fingerprint's resolved alerts first (oldest generation first), its open one last
+        for a in sorted(settled.changed, key=lambda a: (not a.get("resolved_at"), a["generation"])):
             aid = a["alert_id"]
             pipe.set(_k("alert", aid), orjson.dumps(a))
             pipe.zadd(_k("index"), {aid: ts})
@@ -219,7 +230,7 @@ class AlertStore:
                         "alert_id": x["alert_id"]}
                 self._set_mode(pipe, model_id, mode)
         if settled.changed or actions:
-            entry = {"id": uuid.uuid4().hex, "reason": reason, "model_id": model_id, "model": model,
+            entry = {"id": uuid.uuid4().hex, "reason": reason if isinstance(reason, str) else "findings", "model_id": model_id, "model": model,
                      "alerts": [lc.public(a) for a in settled.changed], "actions": actions,
                      "notify": [[a, reason] for a, reason in settled.notify]}
             pipe.rpush(_k("outbox"), orjson.dumps(entry))
@@ -232,37 +243,57 @@ class AlertStore:
 
     # --- writes ----------------------------------------------------------------------------------
 
-    async def process(self, finding: dict, owners: list[str] | None = None, now: datetime | None = None) -> Outcome | None:
+    async def process(self, finding: dict, now: datetime | None = None) -> Outcome | None:
         """Apply one finding (a validated Finding as a JSON dict); None when it was seen before."""
+        return await self.process_batch(finding["model_id"], [finding], now)
+
+    async def process_batch(self, model_id: str, findings: list[dict], now: datetime | None = None) -> Outcome | None:
+        """Apply a model's findings, in order, in one transaction (a batch read from the topic);
+        findings seen before are skipped. None when every one was seen before. The state changes
+        of the batch coalesce: an alert repeated 50 times in it is stored, published and
+        submitted once, in its final state."""
         now = now or datetime.now(timezone.utc)
-        fid = finding["finding_id"]
-        fp = lc.fingerprint(finding["model_id"], finding["kind"], finding.get("feature"), finding.get("vendor"))
-        seen, fp_key = _k("seen", fid), _k("fp", fp)
-        model_id = finding["model_id"]
-        if owners is None:
-            owners = (await self.model(model_id))["owners"]
+        unique = list({f["finding_id"]: f for f in findings}.values())
+        if any(f["model_id"] != model_id for f in unique):
+            raise ValueError(f"process_batch({model_id!r}): every finding must be of this model")
+        fps = {f["finding_id"]: lc.fingerprint(model_id, f["kind"], f.get("feature"), f.get("vendor")) for f in unique}
+        seen_keys = [_k("seen", f["finding_id"]) for f in unique]
+        fp_keys = sorted({_k("fp", fp) for fp in fps.values()})
+        owners = (await self.model(model_id))["owners"]
 
         async def step(pipe, before, silences):
-            if await pipe.exists(seen):
+            seen = await pipe.mget(seen_keys)
+            todo = [f for f, was in zip(unique, seen) if was is None]
+            if not todo:
                 return None
-            state = _loads(await pipe.get(fp_key)) or {"alert_id": None, "generation": 0}
-            current = before.get(state["alert_id"]) if state["alert_id"] else None
-            change = lc.apply_finding(current, finding, now=now, generation=state["generation"], owners=owners,
-                                      resolve_after=self.resolve_after)
+            states = {k: (_loads(v) or {"alert_id": None, "generation": 0})
+                      for k, v in zip(fp_keys, await pipe.mget(fp_keys))}
             after = dict(before)
-            if change.alert is not None:
-                after[change.alert["alert_id"]] = change.alert
+            reasons, actions = [], []
+            for f in todo:
+                state = states[_k("fp", fps[f["finding_id"]])]
+                current = after.get(state["alert_id"]) if state["alert_id"] else None
+                change = lc.apply_finding(current, f, now=now, generation=state["generation"], owners=owners,
+                                          resolve_after=self.resolve_after)
+                reasons.append((change.reason, f["severity"], f["kind"]))
+                actions.extend(change.actions)
+                a = change.alert
+                if a is not None:
+                    after[a["alert_id"]] = a
+                    state["alert_id"] = None if a.get("resolved_at") else a["alert_id"]
+                    state["generation"] = a["generation"] + 1 if a.get("resolved_at") else a["generation"]
 
             def extra(p):
-                raw = orjson.dumps(finding)
-                p.set(seen, 1, ex=self.retention)
-                p.set(_k("finding", fid), raw, ex=self.retention)
-                score = _epoch(finding["window_end"])
-                p.zadd(_k("findings"), {fid: score})
-                p.zadd(_k("findings", model_id), {fid: score})
-            return after, change.reason, change.actions, extra
+                for f in todo:
+                    fid = f["finding_id"]
+                    score = _epoch(f["window_end"])
+                    p.set(_k("seen", fid), 1, ex=self.retention)
+                    p.set(_k("finding", fid), orjson.dumps(f), ex=self.retention)
+                    p.zadd(_k("findings"), {fid: score})
+                    p.zadd(_k("findings", model_id), {fid: score})
+            return after, reasons, actions, extra
 
-        return await self._transact(model_id, now, step, watch=(seen, fp_key))
+        return await self._transact(model_id, now, step, watch=(*seen_keys, *fp_keys))
 
     async def acknowledge(self, alert_id: str, by: str, comment: str, now: datetime) -> Outcome:
         a = await self.alert(alert_id)
