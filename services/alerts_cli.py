@@ -52,8 +52,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def queries(model: str | None, severity: str | None, status: str, kind: str | None) -> list[dict[str, str]]:
     """The query strings of `GET /v1/alerts` that together list what was asked for.
 
-    >>> queries("m", None, "active", None)
-    [{'model_id': 'm', 'status': 'firing'}, {'model_id': 'm', 'status': 'acknowledged'}, {'model_id': 'm', 'status': 'silenced'}]
+    >>> [q["status"] for q in queries("m", None, "active", None)]
+    ['firing', 'acknowledged', 'silenced']
+    >>> queries("m", None, "resolved", None)
+    [{'model_id': 'm', 'status': 'resolved'}]
     >>> queries(None, "high", "all", None)
     [{'severity': 'high'}]
     """
@@ -192,7 +194,8 @@ def fetch(client, url: str, qs: list[dict[str, str]]) -> dict[str, dict]:
         try:
             res = client.get(f"{url}/v1/alerts", params=params)
         except httpx.TransportError as exc:
-            raise Unreachable(f"the alerts service at {url} does not answer ({type(exc).__name__}: {exc or 'no reply'}); "
+            why = f"{type(exc).__name__}: {exc or 'no reply'}"
+            raise Unreachable(f"the alerts service at {url} does not answer ({why}); "
                               "start it with `vigil up` or `vigil serve alerts`, or pass --url") from None
         if res.status_code != 200:
             raise Unreachable(f"GET {res.request.url} answered {res.status_code}: {res.text[:300]}")

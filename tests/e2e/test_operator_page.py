@@ -112,7 +112,8 @@ class Page:
                 d = msg["params"]["exceptionDetails"]
                 self.errors.append(d.get("exception", {}).get("description") or d.get("text", "exception"))
             elif msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] == "error":
-                self.errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in msg["params"]["args"]))
+                args = msg["params"]["args"]
+                self.errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
             elif msg.get("method") == "Log.entryAdded" and msg["params"]["entry"]["level"] == "error":
                 self.errors.append(msg["params"]["entry"]["text"])
 
@@ -152,7 +153,8 @@ class Page:
         box = await self.wait_for(
             f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
             " if (!el || el.disabled) return null; el.scrollIntoView({block: 'center'});"
-            " const r = el.getBoundingClientRect(); return r.width ? [r.x + r.width / 2, r.y + r.height / 2] : null; })()")
+            " const r = el.getBoundingClientRect();"
+            " return r.width ? [r.x + r.width / 2, r.y + r.height / 2] : null; })()")
         x, y = box
         await self.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
         for kind in ("mousePressed", "mouseReleased"):
@@ -180,8 +182,8 @@ class Page:
 # --- the real alerts service ----------------------------------------------------------------
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                                          "(apt-get install chromium); the operator page test needs it")]
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install "
+                                                          "chromium); the operator page test needs it")]
 PAGE_REDIS_DB = 11  # the alerts' keys are fixed (vigil:alerts:*): a database of their own, emptied first
 OPERATOR = "ana.ops"
 
@@ -358,7 +360,8 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                                  "ana@example.com", "firing"):
                     assert expected.lower() in text.lower(), (expected, text)
                 assert await page.evaluate(card(high["alert_id"], "el.closest('section').dataset.severity")) == "high"
-                medium_text = await page.wait_for(card(medium["alert_id"], "el.dataset.status === 'silenced' && el.innerText"))
+                medium_text = await page.wait_for(card(medium["alert_id"],
+                                                       "el.dataset.status === 'silenced' && el.innerText"))
                 assert "Inhibited by" in medium_text and "amount" in medium_text
                 assert await page.evaluate("[...document.querySelectorAll('#severities > section:not([hidden])')]"
                                            ".map(s => s.dataset.severity).join()") == "critical,high,medium"
@@ -370,7 +373,8 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 history = await page.wait_for(card(crit["alert_id"], "el.querySelector('table.findings')?.innerText"))
                 assert "Recent findings (1)" in history and "psi 0.41" in history
                 # The critical alert switched the model to human review: a banner says who and why.
-                banner = await page.wait_for(f"document.querySelector('#mode-list li[data-model=\"{fraud}\"]')?.innerText")
+                banner = await page.wait_for(f"document.querySelector('#mode-list li[data-model=\"{fraud}\"]')"
+                                             "?.innerText")
                 mode = (await client.get(f"/v1/models/{fraud}/mode")).json()
                 assert mode["mode"] == "human_review" and mode["reason"] in banner and f"set by {mode['by']}" in banner
 
@@ -380,7 +384,8 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 acked = await api_wait(client, f"/v1/alerts/{crit['alert_id']}",
                                        lambda a: a if a["status"] == "acknowledged" else None)
                 assert acked["acknowledged"]["by"] == OPERATOR
-                ack_text = await page.wait_for(card(crit["alert_id"], "el.dataset.status === 'acknowledged' && el.innerText"))
+                ack_text = await page.wait_for(card(crit["alert_id"],
+                                                    "el.dataset.status === 'acknowledged' && el.innerText"))
                 assert f"by {OPERATOR}" in ack_text
                 assert await page.evaluate(card(crit["alert_id"], "el.querySelector('button.ack').disabled"))
 
@@ -401,7 +406,8 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 await page.wait_for(card(high["alert_id"], "el.dataset.status === 'silenced' && "
                                                            "el.closest('section').dataset.severity === 'high'"))
                 assert high["fingerprint"] in await page.evaluate("document.getElementById('silences').innerText")
-                assert f"{OPERATOR} until" in await page.evaluate(card(high["alert_id"], "el.querySelector('[data-fact=silenced-by]').innerText"))
+                assert f"{OPERATOR} until" in await page.evaluate(
+                    card(high["alert_id"], "el.querySelector('[data-fact=silenced-by]').innerText"))
                 errors_before_network_loss = list(page.errors)
 
                 # Live: a repeat and a new alert of another model show up without a reload.
@@ -411,15 +417,17 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                               finding(churn, "prediction_drift", None, "high", {"js_distance": 0.27}))
                 new = await api_wait(client, "/v1/alerts", lambda b: b[0] if b else None, model_id=churn)
                 await page.wait_for(card(new["alert_id"], "el.closest('section').dataset.severity === 'high'"))
-                await page.wait_for(card(crit["alert_id"], "el.querySelector('[data-fact=occurrences]').innerText === '2'"))
+                await page.wait_for(card(crit["alert_id"],
+                                         "el.querySelector('[data-fact=occurrences]').innerText === '2'"))
                 assert "0.44" in await page.evaluate(card(crit["alert_id"], "el.innerText"))
                 assert await page.evaluate("window.__still_the_same_page") == 42
                 assert churn in await page.evaluate("document.getElementById('announcer').innerText")
-                history = await page.wait_for(card(crit["alert_id"], "el.querySelector('table.findings')?.innerText"
-                                                                     ".includes('Recent findings (2)') && el.innerText"))
+                history = await page.wait_for(card(crit["alert_id"], "el.querySelector('table.findings')"
+                                                   "?.innerText.includes('Recent findings (2)') && el.innerText"))
                 assert "psi 0.44" in history and "psi 0.41" in history
 
-                await page.wait_for(card(crit["alert_id"], "el.querySelector('details').open"))  # kept open across updates
+                # the evidence the operator opened stays open across updates
+                await page.wait_for(card(crit["alert_id"], "el.querySelector('details').open"))
                 shot = await page.screenshot(ARTIFACTS / "operator-page.png")
                 width, height = png_size(shot)
                 assert width >= 1000 and height >= 1000 and len(shot) > 30_000
@@ -486,7 +494,8 @@ async def test_vigil_alerts_lists_and_follows_the_real_service(alerts, capsys):
     async def until(pred, timeout=30.0):
         deadline = time.monotonic() + timeout
         while not any(pred(x) for x in lines):
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), max(0.1, deadline - time.monotonic()))
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline),
+                                          max(0.1, deadline - time.monotonic()))
             assert line, f"vigil alerts --follow ended: {proc.stderr.read()}"
             lines.append(json.loads(line))
 
