@@ -1,0 +1,446 @@
+"""The dispatcher: groups alert changes per (receiver, model), times them, and delivers them exactly once.
+
+In the spirit of Alertmanager's dispatcher and notify pipeline, with every piece of state in
+Redis so a restart loses nothing:
+
+- `submit(alert, model)` (called by the lifecycle for every change that may notify) routes
+  the alert and writes it into one aggregation group per (receiver, model_id), in one Lua
+  call: idempotent on (alert_id, revision), durable before it returns.
+- A group's first alert waits `group_wait`; then the group is flushed: the alerts that need
+  a notification (new, severity changed, resolved after having fired, or firing unchanged
+  for `repeat_interval`; `needs_notify` is the pure decision) go out in one notification
+  per group (PagerDuty: one event per alert, its dedup_key being the fingerprint). Later
+  changes are flushed no sooner than `group_interval` after the previous flush.
+- A flush writes its notifications into the outbox and the group's "last notified" state in
+  one Lua call (all or nothing). The outbox is a hash of notifications, a list per group
+  (a lane: one lane's notifications are delivered in order, so a resolve never overtakes
+  its trigger) and a ZSET of the lane heads' next attempt times.
+- Delivery: a due lane head is leased (its due time pushed `lease_seconds` ahead), sent,
+  then removed from the outbox and marked done (`vigil:notify:done:<id>`, 7 days) in one Lua
+  call. Retryable failures (5xx, 429, connection errors) are tried again after exponential
+  backoff with full jitter, or after the 429/503 `Retry-After`; other 4xx are permanent
+  (logged, kept in `vigil:notify:failed`, counted outcome="failed").
+
+Exactly once, and where it is only at least once: a notification is removed from the outbox
+in the same atomic step that marks it done, and never sent once marked. The one gap is a
+crash (or a Redis outage) between the receiver's 2xx and that step: the lease then expires
+and the notification is sent again. PagerDuty folds such a duplicate into the same incident
+(same dedup_key); Slack would show it twice; e-mail carries the notification id as its
+Message-ID and the webhook as `notification_id`, so the far side can drop it.
+
+Several dispatchers may share one Redis (leases and a version check per group keep them from
+sending a thing twice), but the keys are built inside Lua, so not on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from services.alerts.receivers import Notifier, Outcome, build
+from services.alerts.routing import Receiver, Routing
+from shared.metrics import NOTIFICATIONS
+
+log = logging.getLogger("vigil.alerts.dispatch")
+
+PREFIX = "vigil:notify:"
+REVISION_TTL = 7 * 86400  # how long (alert_id, revision) is remembered; alerts change more often than that
+DONE_TTL = 7 * 86400
+FAILED_KEEP = 1000
+
+# KEYS: none (built from the prefix: one Redis, not Cluster). ARGV: prefix, alert_id, revision,
+# alert JSON, now, model JSON, revision TTL, then per group: key, receiver, group_wait,
+# group_interval, repeat_interval. Returns 0 when (alert_id, revision) was already submitted.
+_SUBMIT = """
+local p, id, rev, alert, now, model, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local rk = p .. 'rev:' .. id
+local cur = redis.call('GET', rk)
+if cur and tonumber(cur) >= rev then return 0 end
+redis.call('SET', rk, rev, 'EX', ttl)
+local where = p .. 'where:' .. id
+local targets = {}
+for i = 8, #ARGV, 5 do targets[ARGV[i]] = true end
+for _, gk in ipairs(redis.call('SMEMBERS', where)) do
+  if not targets[gk] then
+    redis.call('HDEL', p .. 'g:' .. gk .. ':alerts', id)
+    redis.call('HDEL', p .. 'g:' .. gk .. ':sent', id)
+    redis.call('HINCRBY', p .. 'g:' .. gk .. ':meta', 'ver', 1)
+    redis.call('SREM', where, gk)
+  end
+end
+for i = 8, #ARGV, 5 do
+  local gk = ARGV[i]
+  local meta = p .. 'g:' .. gk .. ':meta'
+  redis.call('HSET', p .. 'g:' .. gk .. ':alerts', id, alert)
+  redis.call('SADD', where, gk)
+  redis.call('HSET', meta, 'model', model, 'receiver', ARGV[i + 1], 'group_wait', ARGV[i + 2],
+             'group_interval', ARGV[i + 3], 'repeat_interval', ARGV[i + 4])
+  redis.call('HINCRBY', meta, 'ver', 1)
+  local last = tonumber(redis.call('HGET', meta, 'last_flush') or '0')
+  local t = redis.call('ZSCORE', p .. 'timers', gk)
+  local due
+  if last == 0 then
+    if t then due = tonumber(t) else due = now + tonumber(ARGV[i + 2]) end
+  else
+    due = math.max(now, last + tonumber(ARGV[i + 3]))
+    if t and tonumber(t) < due then due = tonumber(t) end
+  end
+  redis.call('ZADD', p .. 'timers', due, gk)
+end
+return 1
+"""
+
+# ARGV: prefix, group key, expected version, now, ops JSON {sent_set: {id: json}, drop: [ids],
+# notifications: [[id, json]], timer: number | absent}. 0 = the group changed meanwhile (retry).
+_FLUSH = """
+local p, gk, ver, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local ops = cjson.decode(ARGV[5])
+local meta, alerts, sent = p .. 'g:' .. gk .. ':meta', p .. 'g:' .. gk .. ':alerts', p .. 'g:' .. gk .. ':sent'
+if (redis.call('HGET', meta, 'ver') or '0') ~= ver then return 0 end
+redis.call('HINCRBY', meta, 'ver', 1)
+redis.call('HSET', meta, 'last_flush', ARGV[4])
+for id, v in pairs(ops.sent_set) do redis.call('HSET', sent, id, v) end
+for _, id in ipairs(ops.drop) do
+  redis.call('HDEL', alerts, id)
+  redis.call('HDEL', sent, id)
+  redis.call('SREM', p .. 'where:' .. id, gk)
+end
+local lane = p .. 'lane:' .. gk
+for _, n in ipairs(ops.notifications) do
+  redis.call('HSET', p .. 'outbox', n[1], n[2])
+  redis.call('RPUSH', lane, n[1])
+  if redis.call('LLEN', lane) == 1 then redis.call('ZADD', p .. 'due', now, n[1]) end
+end
+if redis.call('HLEN', alerts) == 0 then
+  redis.call('ZREM', p .. 'timers', gk)
+  redis.call('DEL', alerts, sent, meta)
+else
+  redis.call('ZADD', p .. 'timers', ops.timer, gk)
+end
+return 1
+"""
+
+# Lease a due lane head: ARGV prefix, id, now, lease until. 1 = ours.
+_CLAIM = """
+local s = redis.call('ZSCORE', ARGV[1] .. 'due', ARGV[2])
+if s and tonumber(s) <= tonumber(ARGV[3]) then
+  redis.call('ZADD', ARGV[1] .. 'due', ARGV[4], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Finish a lane head (sent or failed for good): ARGV prefix, id, lane key, now, done TTL.
+_COMPLETE = """
+local p, id, lane = ARGV[1], ARGV[2], ARGV[3]
+redis.call('SET', p .. 'done:' .. id, '1', 'EX', ARGV[5])
+redis.call('HDEL', p .. 'outbox', id)
+redis.call('ZREM', p .. 'due', id)
+redis.call('LREM', lane, 1, id)
+local head = redis.call('LINDEX', lane, 0)
+if head then redis.call('ZADD', p .. 'due', 'NX', ARGV[4], head) end
+return 1
+"""
+
+
+def needs_notify(alert: dict, prev: dict | None, now: float, repeat_interval: float,
+                 send_resolved: bool = True) -> str | None:
+    """Why this alert goes into the group's next notification, or None (Alertmanager's DedupStage).
+
+    `prev` is what was last notified for it: {"status", "severity", "at"}.
+
+    >>> a = {"status": "firing", "severity": "high"}
+    >>> needs_notify(a, None, 100.0, 3600)
+    'new'
+    >>> needs_notify(a, {"status": "firing", "severity": "high", "at": 50.0}, 100.0, 3600) is None
+    True
+    >>> needs_notify({**a, "severity": "critical"}, {"status": "firing", "severity": "high", "at": 50.0}, 100.0, 3600)
+    'severity_changed'
+    >>> needs_notify(a, {"status": "firing", "severity": "high", "at": 50.0}, 3650.0, 3600)
+    'repeat'
+    >>> needs_notify({"status": "resolved", "severity": "high"}, {"status": "firing", "severity": "high", "at": 0}, 1, 60)
+    'resolved'
+    >>> needs_notify({"status": "resolved", "severity": "high"}, None, 1, 60) is None  # never fired here
+    True
+    """
+    status = alert.get("status")
+    if status == "firing":
+        if prev is None or prev.get("status") != "firing":
+            return "new"
+        if prev.get("severity") != alert.get("severity"):
+            return "severity_changed"
+        if now - float(prev.get("at", 0)) >= repeat_interval:
+            return "repeat"
+        return None
+    if status == "resolved" and send_resolved and prev is not None and prev.get("status") == "firing":
+        return "resolved"
+    return None
+
+
+def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(attempt - 1))] for attempt >= 1.
+
+    >>> rng = random.Random(0)
+    >>> all(0 <= backoff(n, 1.0, 60.0, rng) <= min(60.0, 2 ** (n - 1)) for n in range(1, 20))
+    True
+    """
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(0, attempt - 1), 60)))
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Dispatcher:
+    """Groups, times and delivers notifications; see the module docstring.
+
+    Keyword arguments beyond the contract's are for tests and benches: `backoff_base` and
+    `backoff_cap` (seconds), `lease_seconds` (how long a notification being sent is held
+    before another attempt may take it), `poll_seconds` (the longest the loop sleeps),
+    `concurrency` (deliveries at once), `rng`.
+    """
+
+    def __init__(self, redis, settings, routing: Routing, *, client: httpx.AsyncClient | None = None,
+                 clock=time.time, backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 lease_seconds: float = 30.0, poll_seconds: float = 1.0, concurrency: int = 32,
+                 rng: random.Random | None = None, prefix: str = PREFIX):
+        self.redis, self.settings, self.routing, self.clock = redis, settings, routing, clock
+        self.prefix = prefix
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
+        self.lease_seconds, self.poll_seconds = lease_seconds, poll_seconds
+        self.rng = rng or random.Random()
+        self._sem = asyncio.Semaphore(concurrency)
+        self._notifiers: dict[str, Notifier] = {}
+        self._inflight: dict[str, asyncio.Task] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._submit = redis.register_script(_SUBMIT)
+        self._flush = redis.register_script(_FLUSH)
+        self._claim = redis.register_script(_CLAIM)
+        self._complete = redis.register_script(_COMPLETE)
+
+    def __repr__(self) -> str:
+        return f"Dispatcher(routing={self.routing!r})"
+
+    # -- the lifecycle's side ------------------------------------------------------------
+    async def submit(self, alert: dict, model: dict) -> None:
+        """Route an alert change into its groups; durable in Redis before it returns.
+
+        Idempotent on (alert_id, revision): a revision not above the last one submitted for
+        the alert changes nothing. An alert no longer routed to a group leaves it silently.
+        """
+        model = model or {}
+        routes = self.routing.match(alert, model.get("labels") or {})
+        args: list[Any] = [self.prefix, alert["alert_id"], int(alert.get("revision", 0)),
+                           orjson.dumps(alert, default=str), self.clock(), orjson.dumps(model, default=str),
+                           REVISION_TTL]
+        for receiver, route in routes:
+            args += [self.group_key(receiver, alert["model_id"]), receiver.name, route.group_wait,
+                     route.group_interval, route.repeat_interval]
+        if await self._submit(args=args):
+            self._wake.set()
+
+    @staticmethod
+    def group_key(receiver: Receiver, model_id: str) -> str:
+        return f"{receiver.name}/{model_id}"
+
+    async def pending(self) -> int:
+        """Notifications in the outbox (waiting, retrying or being sent)."""
+        return int(await self.redis.hlen(self.prefix + "outbox"))
+
+    # -- the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Flush due groups and deliver due notifications until `stop()`."""
+        self._stopping = False
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._pass()
+                wait = await self._next_due() - self.clock()
+            except Exception:  # Redis away or a bug: keep the service up, try again shortly
+                log.exception("dispatch pass failed; retrying")
+                wait = self.poll_seconds
+            if self._stopping:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(wait, self.poll_seconds)))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop; deliveries under way get `timeout` s to finish (else their lease brings them back)."""
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._inflight.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for t in late:
+                t.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._own_client:
+            await self.client.aclose()
+
+    async def tick(self) -> None:
+        """One pass of the loop, waiting for the deliveries it starts (tests, benches)."""
+        await self._pass()
+        await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+
+    async def _pass(self) -> None:
+        now = self.clock()
+        for gk in await self.redis.zrangebyscore(self.prefix + "timers", "-inf", now, start=0, num=512):
+            await self.flush(_s(gk), now)
+        await self._deliver_due(self.clock())
+
+    async def _next_due(self) -> float:
+        nxt = float("inf")
+        for key in ("timers", "due"):
+            first = await self.redis.zrange(self.prefix + key, 0, 0, withscores=True)
+            if first:
+                nxt = min(nxt, float(first[0][1]))
+        return nxt
+
+    # -- grouping ------------------------------------------------------------------------
+    async def flush(self, gk: str, now: float) -> int:
+        """Flush one group at `now`: enqueue what needs notifying; returns the notifications made."""
+        base = f"{self.prefix}g:{gk}:"
+        for _ in range(20):
+            meta = {_s(k): _s(v) for k, v in (await self.redis.hgetall(base + "meta")).items()}
+            alerts = {_s(k): orjson.loads(v) for k, v in (await self.redis.hgetall(base + "alerts")).items()}
+            sent = {_s(k): orjson.loads(v) for k, v in (await self.redis.hgetall(base + "sent")).items()}
+            ops, made = self._plan(gk, meta, alerts, sent, now)
+            if await self._flush(args=[self.prefix, gk, meta.get("ver", "0"), now, orjson.dumps(ops)]):
+                if made:
+                    self._wake.set()
+                return made
+        log.warning("group %s kept changing during its flush; trying at the next pass", gk)
+        return 0
+
+    def _plan(self, gk: str, meta: dict, alerts: dict, sent: dict, now: float) -> tuple[dict, int]:
+        receiver = self.routing.receivers.get(meta.get("receiver", ""))
+        ops: dict[str, Any] = {"sent_set": {}, "drop": [], "notifications": []}
+        if receiver is None:  # routing changed across a restart: the group has nowhere to go
+            log.warning("group %s: receiver %r is no longer configured; dropped", gk, meta.get("receiver"))
+            ops["drop"] = list(alerts)
+            return ops, 0
+        repeat = float(meta.get("repeat_interval", self.settings.repeat_interval_seconds))
+        interval = float(meta.get("group_interval", self.settings.group_interval_seconds))
+        model = orjson.loads(meta["model"]) if meta.get("model") else {}
+        firing, changed, held = [], [], 0
+        for alert_id, alert in sorted(alerts.items(), key=lambda kv: kv[1].get("first_seen") or ""):
+            reason = needs_notify(alert, sent.get(alert_id), now, repeat, receiver.send_resolved)
+            status = alert.get("status")
+            if status == "firing":
+                firing.append(alert)
+            elif status == "resolved":
+                ops["drop"].append(alert_id)  # notified now, or it never fired here
+            else:
+                held += 1  # acknowledged: no repeats, but its resolve still goes out (same dedup_key)
+            if reason:
+                changed.append(alert)
+        model_id = gk.split("/", 1)[1]
+        if receiver.type == "pagerduty":
+            batches = [[a] for a in changed]
+        else:
+            batches = [firing + [a for a in changed if a.get("status") != "firing"]] if changed else []
+        for batch in batches:
+            nid = uuid.uuid4().hex
+            status = "firing" if any(a.get("status") == "firing" for a in batch) else "resolved"
+            note = {"id": nid, "receiver": receiver.name, "type": receiver.type, "group_key": gk,
+                    "model_id": model_id, "status": status, "alerts": batch, "model": model,
+                    "created_at": now, "attempts": 0}
+            ops["notifications"].append([nid, orjson.dumps(note, default=str).decode()])
+            for a in batch:
+                if a.get("status") == "firing":
+                    ops["sent_set"][a["alert_id"]] = orjson.dumps(
+                        {"status": "firing", "severity": a["severity"], "at": now}).decode()
+        if firing:
+            last = [orjson.loads(ops["sent_set"][a["alert_id"]]) if a["alert_id"] in ops["sent_set"]
+                    else sent.get(a["alert_id"], {"at": now}) for a in firing]
+            ops["timer"] = max(now + interval, min(float(s["at"]) + repeat for s in last))
+        else:
+            ops["timer"] = now + (repeat if held else interval)
+        return ops, len(batches)
+
+    # -- delivery ------------------------------------------------------------------------
+    async def _deliver_due(self, now: float) -> None:
+        ids = await self.redis.zrangebyscore(self.prefix + "due", "-inf", now, start=0, num=256)
+        for raw in ids:
+            nid = _s(raw)
+            if nid in self._inflight:
+                continue
+            if not await self._claim(args=[self.prefix, nid, now, now + self.lease_seconds]):
+                continue
+            task = asyncio.create_task(self._deliver(nid))
+            self._inflight[nid] = task
+            task.add_done_callback(lambda _t, nid=nid: self._done(nid))
+
+    def _done(self, nid: str) -> None:
+        self._inflight.pop(nid, None)
+        self._wake.set()
+
+    def _notifier(self, name: str) -> Notifier | None:
+        if name not in self._notifiers:
+            receiver = self.routing.receivers.get(name)
+            if receiver is None:
+                return None
+            self._notifiers[name] = build(receiver, self.client)
+        return self._notifiers[name]
+
+    async def _deliver(self, nid: str) -> None:
+        async with self._sem:
+            raw = await self.redis.hget(self.prefix + "outbox", nid)
+            if raw is None:  # finished elsewhere
+                await self.redis.zrem(self.prefix + "due", nid)
+                return
+            note = orjson.loads(raw)
+            lane = f"{self.prefix}lane:{note['group_key']}"
+            if await self.redis.exists(f"{self.prefix}done:{nid}"):
+                await self._complete(args=[self.prefix, nid, lane, self.clock(), DONE_TTL])
+                return
+            channel = note["type"]
+            notifier = self._notifier(note["receiver"])
+            if notifier is None:
+                outcome = Outcome(False, f"receiver {note['receiver']!r} is not configured", None)
+            else:
+                try:
+                    outcome = await notifier.send(note)
+                except Exception as exc:  # a receiver bug must not stop the others
+                    log.exception("receiver %s raised", note["receiver"])
+                    outcome = Outcome(True, f"{type(exc).__name__}", None)
+            now = self.clock()
+            if outcome.ok:
+                await self._complete(args=[self.prefix, nid, lane, now, DONE_TTL])
+                NOTIFICATIONS.labels(channel=channel, outcome="sent").inc()
+                log.info("notification %s sent to %s (%s, %d alerts)", nid, note["receiver"], channel,
+                         len(note["alerts"]))
+            elif outcome.retryable:
+                note["attempts"] = int(note.get("attempts", 0)) + 1
+                note["last_error"] = outcome.error
+                delay = (outcome.retry_after if outcome.retry_after is not None
+                         else backoff(note["attempts"], self.backoff_base, self.backoff_cap, self.rng))
+                delay = min(delay, 3600.0)
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.hset(self.prefix + "outbox", nid, orjson.dumps(note, default=str))
+                pipe.zadd(self.prefix + "due", {nid: now + delay}, xx=True)
+                await pipe.execute()
+                NOTIFICATIONS.labels(channel=channel, outcome="retry").inc()
+                log.warning("notification %s to %s failed (attempt %d): %s; retrying in %.2fs",
+                            nid, note["receiver"], note["attempts"], outcome.error, delay)
+            else:
+                record = {"id": nid, "receiver": note["receiver"], "type": channel, "error": outcome.error,
+                          "at": now, "alerts": [a.get("alert_id") for a in note["alerts"]]}
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.lpush(self.prefix + "failed", orjson.dumps(record))
+                pipe.ltrim(self.prefix + "failed", 0, FAILED_KEEP - 1)
+                await pipe.execute()
+                await self._complete(args=[self.prefix, nid, lane, now, DONE_TTL])
+                NOTIFICATIONS.labels(channel=channel, outcome="failed").inc()
+                log.error("notification %s to %s failed for good: %s", nid, note["receiver"], outcome.error)
