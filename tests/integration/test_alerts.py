@@ -6,6 +6,7 @@ and DELIVERY's tests."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -302,3 +303,37 @@ def test_bad_findings_go_to_the_dead_letters_and_the_service_keeps_going(env):
         metrics = httpx.get(f"{url}/metrics").text
         assert 'vigil_deadletter_total{reason="invalid",service="alerts"}' in metrics
         assert "vigil_alerts_active" in metrics
+
+
+def test_a_critical_finding_pages_once_and_the_resolve_reuses_its_dedup_key(apache_kafka, redis_url):
+    """The real Dispatcher and a local PagerDuty Events API v2 that validates every event."""
+    from tests.receivers import PagerDutyReceiver
+
+    bootstrap, db = apache_kafka.address, private_db(redis_url)
+    m = model_id()
+    register(db, m)
+    t = datetime.now(timezone.utc) - timedelta(minutes=10)
+    with PagerDutyReceiver() as pd, running_alerts(
+            bootstrap, db, pagerduty_routing_key="R0UTINGKEY0123456789012345678901", pagerduty_url=pd.url,
+            group_wait_seconds=0.2, group_interval_seconds=0.5, repeat_interval_seconds=3600) as (url, app):
+        publish(bootstrap, [finding(m, 1, "critical", window_end=t)])
+        first = pd.wait_for(1, timeout=60)[0].body
+        a = alerts_of(url, m)[0]
+        assert first["event_action"] == "trigger" and first["dedup_key"] == a["fingerprint"]
+        assert first["payload"]["severity"] == "critical"
+        # a repeat within repeat_interval: the alert counts it, PagerDuty hears nothing
+        before = processed(app)
+        publish(bootstrap, [finding(m, 2, "critical", window_end=t + timedelta(seconds=1))])
+        wait_for(lambda: alerts_of(url, m)[0]["occurrences"] == 2, 60, "the repeat")
+        assert processed(app) > before
+        assert type(app.state.service.dispatcher).__name__ == "Dispatcher"  # the real one
+        time.sleep(2.0)  # several group intervals
+        assert len(pd.requests) == 1
+        # two clear windows resolve it: the resolve goes to the same incident
+        publish(bootstrap, [finding(m, 3, "low", window_end=t + timedelta(seconds=900)),
+                            finding(m, 4, "low", window_end=t + timedelta(seconds=1800))])
+        resolve = pd.wait_for(2, timeout=60)[1].body
+        assert resolve["event_action"] == "resolve" and resolve["dedup_key"] == first["dedup_key"]
+        assert alerts_of(url, m, status="resolved")[0]["alert_id"] == a["alert_id"]
+        time.sleep(1.0)
+        assert len(pd.requests) == 2 and pd.errors == []
