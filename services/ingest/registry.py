@@ -118,6 +118,25 @@ async def get_sla(vendor: VendorPath, conns: Conns):
     return await _get("vendor", vendor, conns, f"vendor {vendor!r} has no SLA registered")
 
 
+@router.get("/vendors/{vendor}/report", responses={200: {"content": {"text/markdown": {}}}})
+async def get_vendor_report(vendor: VendorPath, conns: Conns, format: str = "json"):
+    """The vendor's latest SLA report per model, as the oversight worker stores it (hash
+    `vigil:oversight:vendor:<vendor>`, field model_id); `?format=md` renders it as Markdown."""
+    from fastapi.responses import PlainTextResponse
+
+    from services.oversight.report import combine, markdown
+    if format not in ("json", "md"):
+        raise HTTPException(422, detail=f"format={format!r}: must be json or md")
+    stored = await conns.redis.hgetall(f"vigil:oversight:vendor:{vendor}")
+    if not stored:
+        raise HTTPException(404, detail=f"vendor {vendor!r} has no report yet: the oversight worker writes one "
+                                        "when a day of its calls and their labels is complete")
+    report = combine(vendor, {k.decode() if isinstance(k, bytes) else k: kafka.loads(v) for k, v in stored.items()})
+    if format == "md":
+        return PlainTextResponse(markdown(report), media_type="text/markdown")
+    return report
+
+
 # --- reference upload ----------------------------------------------------------------------
 
 REFERENCE_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")

@@ -148,7 +148,9 @@ def expected_findings(streams: dict[str, list[dict]], spec: ModelSpec | None = N
                       batch: int = 500, cfg: st.Config | None = None, min_reviews: int = 50) -> dict[str, dict]:
     """Run the pure state and evaluation over each topic's records (as `pack_records` cuts them),
     interleaving the topics round-robin in `order`: finding_id -> finding."""
-    spec, slas, cfg = spec or ModelSpec(), slas or {}, cfg or st.Config()
+    from shared.events import VendorSLA
+    spec, cfg = spec or ModelSpec(), cfg or st.Config()
+    slas = {v: None if s is None else VendorSLA(**s).model_dump(mode="json") for v, s in (slas or {}).items()}
     state, out = st.State(), {}
     queues = {k: [orjson.loads(v) for _, v in kafka.pack_records(evs, batch)] for k, evs in streams.items()}
     order = list(order or queues)
