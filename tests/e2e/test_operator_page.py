@@ -207,7 +207,7 @@ def page_kafka(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def alerts(page_kafka, redis_url, tmp_path_factory):
-    """CORE's alerts app under uvicorn on a free port, in a thread: (base URL, settings)."""
+    """CORE's alerts app under uvicorn on a free port, in a thread: (base URL, settings, app)."""
     import threading
     import uuid
 
@@ -225,8 +225,9 @@ def alerts(page_kafka, redis_url, tmp_path_factory):
                         data_dir=tmp_path_factory.mktemp("vigil"), slack_webhook_url=None,
                         pagerduty_routing_key=None, webhook_url=None, smtp_url=None, routing_file=None,
                         api_keys=None)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, sweep_seconds=1.0), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False, lifespan="on"))
+    app = create_app(settings, sweep_seconds=1.0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
@@ -242,7 +243,7 @@ def alerts(page_kafka, redis_url, tmp_path_factory):
             raise RuntimeError("the alerts service did not become ready")
         time.sleep(0.1)
     try:
-        yield url, settings
+        yield url, settings, app
     finally:
         server.should_exit = True
         thread.join(30)
@@ -301,9 +302,9 @@ def by_feature(alerts: list[dict], n: int) -> dict | None:
 
 
 def card(alert_id: str, expr: str = "") -> str:
-    """A JS expression: the card of `alert_id` (or `expr` evaluated on it)."""
+    """A JS expression: whether the card of `alert_id` is shown (or `expr` evaluated on it, `el`)."""
     el = f"document.getElementById({json.dumps('alert-' + alert_id)})"
-    return f"(() => {{ const el = {el}; return el ? {expr or 'el'} : null; }})()"
+    return f"(() => {{ const el = {el}; return el ? {expr or 'true'} : null; }})()"
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -312,7 +313,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 async def test_page_and_its_files_are_served_with_a_strict_policy(alerts):
-    url, _ = alerts
+    url, _, _ = alerts
     async with httpx.AsyncClient(base_url=url) as client:
         index = await client.get("/")
         assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
@@ -327,7 +328,7 @@ async def test_page_and_its_files_are_served_with_a_strict_policy(alerts):
 
 
 async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts):
-    url, settings = alerts
+    url, settings, _ = alerts
     bootstrap = settings.kafka_bootstrap
     fraud, churn = "fraud-scorer", "churn-model"
     register(settings, fraud, ["ana@example.com", "risk-oncall"])
@@ -388,6 +389,10 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                                                     "el.dataset.status === 'acknowledged' && el.innerText"))
                 assert f"by {OPERATOR}" in ack_text
                 assert await page.evaluate(card(crit["alert_id"], "el.querySelector('button.ack').disabled"))
+                # the card was redrawn; the keyboard focus stays in it, on the next thing to do
+                assert await page.evaluate("document.activeElement.dataset.role + ' ' + "
+                                           "document.activeElement.closest('li.alert')?.id") == \
+                    f"silence alert-{crit['alert_id']}"
 
                 # Silence with the keyboard: choose 4 h, Tab to the button, Enter.
                 await page.evaluate(card(high["alert_id"], "(el.querySelector('select').value = '14400', "
@@ -409,6 +414,11 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 assert f"{OPERATOR} until" in await page.evaluate(
                     card(high["alert_id"], "el.querySelector('[data-fact=silenced-by]').innerText"))
                 errors_before_network_loss = list(page.errors)
+                unnamed = await page.evaluate(
+                    "[...document.querySelectorAll('button, select, input, summary')]"
+                    ".filter(el => !(el.getAttribute('aria-label') || (el.labels && el.labels.length)"
+                    " || el.textContent.trim())).map(el => el.outerHTML)")
+                assert unnamed == []  # every control has an accessible name
 
                 # Live: a repeat and a new alert of another model show up without a reload.
                 await page.evaluate("window.__still_the_same_page = 42")
@@ -436,6 +446,10 @@ async def test_operator_page_shows_acknowledges_silences_and_updates_live(alerts
                 # An operator returns the model to automated mode, saying why: recorded, banner gone.
                 banner = f'#mode-list li[data-model="{fraud}"]'
                 await page.type(f"{banner} input.why", "drift explained: new merchant onboarding")
+                await asyncio.sleep(2 * 2.2)  # two polls: what the operator typed and the focus stay
+                kept = await page.evaluate(f"document.activeElement === document.querySelector('{banner} input.why')"
+                                           " && document.activeElement.value")
+                assert kept == "drift explained: new merchant onboarding"
                 await page.click(f"{banner} button.clear-mode")
                 mode = await api_wait(client, f"/v1/models/{fraud}/mode",
                                       lambda b: b if b["mode"] == "automated" else None)
@@ -468,7 +482,7 @@ async def test_vigil_alerts_lists_and_follows_the_real_service(alerts, capsys):
     from services import alerts_cli
     from tests.unit.test_alerts_cli import parse
 
-    url, settings = alerts
+    url, settings, _ = alerts
     model = "cli-model"
     register(settings, model, ["cli@example.com"])
     await publish(settings.kafka_bootstrap, finding(model, "data_drift", "x1", "medium", {"psi": 0.15}))
@@ -512,3 +526,37 @@ async def test_vigil_alerts_lists_and_follows_the_real_service(alerts, capsys):
     assert proc.returncode == 0 and "Traceback" not in err, err
     changes = [(x["change"], x["alert"].get("feature")) for x in lines + [json.loads(s) for s in out.splitlines()]]
     assert changes.count(("severity", "x1")) == 1 and changes.count(("new", "x2")) == 1, changes
+
+
+async def test_with_api_keys_the_page_asks_for_one_and_then_acknowledges(alerts):
+    url, settings, app = alerts
+    model = "keyed-model"
+    register(settings, model, ["kim@example.com"])
+    await publish(settings.kafka_bootstrap, finding(model, "data_drift", "k1", "high", {"psi": 0.22}))
+    async with httpx.AsyncClient(base_url=url) as client:
+        alert = await api_wait(client, "/v1/alerts", lambda b: b[0] if b else None, model_id=model)
+        keys = app.state.api_keys
+        app.state.api_keys = [b"s3cret-key"]  # as if VIGIL_API_KEYS=s3cret-key
+        try:
+            with Browser() as browser:
+                page = await Page.open(browser.ws_url)
+                try:
+                    await page.goto(url + "/")
+                    await page.wait_for(card(alert["alert_id"]))
+                    await page.type("#operator-name", "kim")
+                    await page.click(f"#alert-{alert['alert_id']} button.ack")
+                    message = await page.wait_for("!document.getElementById('api-key-box').hidden && "
+                                                  "document.getElementById('message').innerText")
+                    assert "401" in message and "API key" in message
+                    assert await page.evaluate("document.activeElement.id") == "api-key"
+                    await page.send("Input.insertText", text="s3cret-key")
+                    await page.press("Tab", "Tab", 9)  # leaving the field keeps the key for this tab
+                    await page.click(f"#alert-{alert['alert_id']} button.ack")
+                    acked = await api_wait(client, f"/v1/alerts/{alert['alert_id']}",
+                                           lambda a: a if a["status"] == "acknowledged" else None)
+                    assert acked["acknowledged"]["by"] == "kim"
+                    assert await page.evaluate("localStorage.getItem('vigil.api_key')") is None  # never kept on disk
+                finally:
+                    await page.close()
+        finally:
+            app.state.api_keys = keys

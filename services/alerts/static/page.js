@@ -197,14 +197,16 @@ function renderCard(a) {
   const metrics = Object.entries(latest.metrics || {});
   const ack = ackInfo(a);
   const tid = `title-${a.alert_id}`;
-  const select = h("select", {class: "duration", "aria-label": `Silence duration for ${title}`},
+  const select = h("select", {class: "duration", dataset: {role: "duration"}, "aria-label": `Silence duration for ${title}`},
     DURATIONS.map(([label, secs]) => h("option", {value: secs}, label)));
   const facts = [
     ["Model", a.model_id], ["Kind", a.kind], ["Feature", a.feature || latest.feature || latest.vendor || "—"],
     ["Occurrences", fmtNumber(a.occurrences)], ["First seen", timeEl(a.first_seen)],
     ["Last seen", timeEl(a.last_seen)], ["Owners", (a.owners || []).join(", ") || "—"],
   ];
-  if (latest.window_start) facts.push(["Window", h("span", {}, timeEl(latest.window_start), " – ", timeEl(latest.window_end))]);
+  if (latest.window_start) {
+    facts.push(["Window", h("span", {}, timeEl(latest.window_start), " – ", timeEl(latest.window_end))]);
+  }
   if (latest.n !== undefined) facts.push(["Sample size", fmtNumber(latest.n)]);
   if ((a.silenced_by || []).length) facts.push(["Silenced by", a.silenced_by.map((id) => {
     const sl = state.silences.get(id);
@@ -212,7 +214,10 @@ function renderCard(a) {
   }).join(", ")]);
   if ((a.inhibited_by || []).length) facts.push(["Inhibited by", a.inhibited_by.map((id) =>
     state.alerts.has(id) ? `${titleOf(state.alerts.get(id))} (${state.alerts.get(id).severity})` : id).join(", ")]);
-  if (ack) facts.push(["Acknowledged", `by ${ack.by}${ack.at ? " at " + fmtTime(ack.at) : ""}${ack.comment ? " — " + ack.comment : ""}`]);
+  if (ack) {
+    facts.push(["Acknowledged", `by ${ack.by}${ack.at ? " at " + fmtTime(ack.at) : ""}` +
+                                (ack.comment ? ` — ${ack.comment}` : "")]);
+  }
   const evidence = latest.evidence || {};
   return h("li", {class: `alert sev-${a.severity} status-${a.status}`, id: `alert-${a.alert_id}`,
                   dataset: {alertId: a.alert_id, severity: a.severity, status: a.status, fingerprint: a.fingerprint,
@@ -228,11 +233,13 @@ function renderCard(a) {
       metrics.length ? h("dl", {class: "numbers", "aria-label": "Key numbers of the latest finding"},
         metrics.slice(0, MAX_NUMBERS).map(([k, v]) => h("div", {class: "number", dataset: {metric: k}},
           h("dt", {}, k), h("dd", {}, fmtNumber(v))))) : null,
-      h("details", {class: "evidence", dataset: {role: "evidence"}, ontoggle: (e) => { if (e.target.open) loadHistory(e.target, a); }},
-        h("summary", {}, "Evidence"),
+      h("details", {class: "evidence", dataset: {role: "evidence"},
+                    ontoggle: (e) => { if (e.target.open) loadHistory(e.target, a); }},
+        h("summary", {dataset: {role: "summary"}}, "Evidence"),
         h("div", {class: "history", "aria-live": "polite"}),
-        h("pre", {}, JSON.stringify({metrics: latest.metrics, evidence, recommended_actions: latest.recommended_actions,
-                                     finding_id: latest.finding_id, findings: a.findings, actions: a.actions}, null, 2))),
+        h("pre", {}, JSON.stringify({metrics: latest.metrics, evidence,
+                                     recommended_actions: latest.recommended_actions, finding_id: latest.finding_id,
+                                     findings: a.findings, actions: a.actions}, null, 2))),
       h("div", {class: "buttons"},
         h("button", {type: "button", class: "ack", dataset: {role: "ack"}, "aria-label": `Acknowledge ${title}`,
                      disabled: a.status === "acknowledged", onclick: () => acknowledge(a)}, "Acknowledge"),
@@ -275,8 +282,8 @@ function renderAlerts() {
       return li;
     });
     const focused = document.activeElement;
-    ul.replaceChildren(...wanted);
-    if (focused && !document.body.contains(focused)) restoreFocus(focused);
+    reconcile(ul, wanted);
+    if (focused && !document.body.contains(focused)) restoreFocus();
   }
   for (const id of [...state.signatures.keys()]) if (!state.alerts.has(id)) state.signatures.delete(id);
 }
@@ -294,9 +301,11 @@ async function loadHistory(details, a) {
       h("caption", {}, `Recent findings (${found.length})`),
       h("thead", {}, h("tr", {}, ["Window end", "Severity", "n", "Numbers"].map((c) => h("th", {scope: "col"}, c)))),
       h("tbody", {}, found.map((f) => h("tr", {dataset: {findingId: f.finding_id}},
-        h("td", {}, timeEl(f.window_end)), h("td", {class: `sev-${f.severity}`}, h("span", {class: "badge"}, f.severity)),
+        h("td", {}, timeEl(f.window_end)),
+        h("td", {class: `sev-${f.severity}`}, h("span", {class: "badge"}, f.severity)),
         h("td", {}, fmtNumber(f.n)),
-        h("td", {}, Object.entries(f.metrics || {}).slice(0, 4).map(([k, v]) => `${k} ${fmtNumber(v)}`).join(", ")))))));
+        h("td", {}, Object.entries(f.metrics || {}).slice(0, 4).map(([k, v]) => `${k} ${fmtNumber(v)}`).join(", ")),
+      )))));
     box.dataset.loaded = a.last_seen;
   } catch (e) {
     box.textContent = `Recent findings unavailable — ${e.message}`;
@@ -309,7 +318,7 @@ function keepUiState(old, fresh) {
   fresh.querySelector("details").open = old.querySelector("details").open;
   fresh.querySelector("select").value = old.querySelector("select").value;
   const f = document.activeElement;
-  if (f && old.contains(f)) fresh.dataset.refocus = f.dataset.role || f.className;
+  if (f && old.contains(f)) fresh.dataset.refocus = f.dataset.role || "";
 }
 
 function restoreFocus() {
@@ -317,15 +326,43 @@ function restoreFocus() {
   if (!li) return;
   const role = li.dataset.refocus;
   delete li.dataset.refocus;
-  const target = li.querySelector(`[data-role="${role}"]`) || li.querySelector(`.${role}`) || li.querySelector("button");
-  if (target && !target.disabled) target.focus();
-  else li.querySelector("summary").focus();
+  const same = role && li.querySelector(`[data-role="${role}"]`);
+  const target = same && !same.disabled ? same : li.querySelector("button:not(:disabled)") || li.querySelector("summary");
+  target.focus();
+}
+
+// Make `parent`'s children exactly `nodes`, moving only what is out of place: a node that is
+// left alone keeps its focus and what the operator typed into it.
+function reconcile(parent, nodes) {
+  nodes.forEach((node, i) => {
+    const at = parent.children[i];
+    if (at !== node) parent.insertBefore(node, at || null);
+  });
+  while (parent.children.length > nodes.length) parent.lastElementChild.remove();
+}
+
+// The node for `key`, rebuilt only when what it shows (`data`) changed.
+const built = new Map(); // "kind:key" -> {sig, node}
+function keyed(key, data, build) {
+  const sig = JSON.stringify(data);
+  const hit = built.get(key);
+  if (hit && hit.sig === sig) return hit.node;
+  const node = build();
+  built.set(key, {sig, node});
+  return node;
+}
+
+function forget(prefix, keep) {
+  for (const key of [...built.keys()]) {
+    if (key.startsWith(prefix) && !keep.has(key.slice(prefix.length))) built.delete(key);
+  }
 }
 
 function renderModes() {
   const review = [...state.modes.entries()].filter(([, m]) => m.mode === "human_review");
+  forget("mode:", new Set(review.map(([model]) => model)));
   $("modes").hidden = review.length === 0;
-  $("mode-list").replaceChildren(...review.map(([model, m]) => {
+  reconcile($("mode-list"), review.map(([model, m]) => keyed(`mode:${model}`, m, () => {
     const by = m.by || m.set_by || m.changed_by;
     const why = h("input", {class: "why", maxlength: 2000, "aria-label": `Why ${model} can return to automated mode`,
                             placeholder: "why it can return to automated"});
@@ -338,21 +375,23 @@ function renderModes() {
       h("div", {class: "buttons"}, why,
         h("button", {type: "button", class: "clear-mode", "aria-label": `Return ${model} to automated mode`,
                      onclick: () => clearMode(model, why)}, "Return to automated")));
-  }));
+  })));
 }
 
 function renderSilences(silences) {
   $("no-silences").hidden = silences.length > 0;
   $("silence-table").hidden = silences.length === 0;
-  $("silence-rows").replaceChildren(...silences.map((s) => {
+  forget("silence:", new Set(silences.map((s) => s.id || s.silence_id)));
+  reconcile($("silence-rows"), silences.map((s) => keyed(`silence:${s.id || s.silence_id}`, s, () => {
     const id = s.id || s.silence_id;
-    const matchers = (s.matchers || []).map((m) => `${m.name}${m.isEqual === false ? "!" : ""}${m.isRegex ? "=~" : "="}"${m.value}"`).join(", ");
+    const matchers = (s.matchers || []).map((m) =>
+      `${m.name}${m.isEqual === false ? "!" : ""}${m.isRegex ? "=~" : "="}"${m.value}"`).join(", ");
     return h("tr", {dataset: {silenceId: id}},
       h("td", {}, h("code", {}, matchers)), h("td", {}, s.createdBy || "—"), h("td", {}, s.comment || ""),
       h("td", {}, timeEl(s.endsAt)),
       h("td", {}, h("button", {type: "button", class: "expire", "aria-label": `Expire silence ${matchers}`,
                                onclick: () => expireSilence(id)}, "Expire")));
-  }));
+  })));
 }
 
 function announce(prev, next) {
@@ -369,7 +408,8 @@ function setConnection(ok, detail) {
   const el = $("connection");
   document.body.dataset.connection = ok ? "live" : "lost";
   const when = state.lastOk ? new Date(state.lastOk).toLocaleTimeString() : "never";
-  el.textContent = ok ? `Live — updated ${when}` : `Connection lost — retrying (last update ${when})${detail ? ": " + detail : ""}`;
+  el.textContent = ok ? `Live — updated ${when}`
+    : `Connection lost — retrying (last update ${when})${detail ? ": " + detail : ""}`;
 }
 
 function showMessage(text, kind = "error") {
