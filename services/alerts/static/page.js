@@ -407,7 +407,7 @@ function announce(prev, next) {
 function setConnection(ok, detail) {
   const el = $("connection");
   document.body.dataset.connection = ok ? "live" : "lost";
-  const when = state.lastOk ? new Date(state.lastOk).toLocaleTimeString() : "never";
+  const when = state.lastOk ? new Date(state.lastOk).toISOString().slice(11, 19) + " UTC" : "never";
   el.textContent = ok ? `Live — updated ${when}`
     : `Connection lost — retrying (last update ${when})${detail ? ": " + detail : ""}`;
 }
