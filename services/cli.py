@@ -1,6 +1,6 @@
 """`vigil`: the command line. One obvious place per command; the work lives in the services.
 
-Commands: up, demo, serve, replay (alerts and evaluate join with their services; see DESIGN.md).
+Commands: up, demo, serve, replay, alerts (evaluate is to come; see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="honour event timestamps at this speed-up (0 = as fast as possible)")
     rp.add_argument("--batch", type=int, default=1_000, help="events per request")
     rp.add_argument("--api-key", default=None)
+
+    from services.alerts_cli import add_parser as add_alerts
+    add_alerts(sub)
 
     return p
 
