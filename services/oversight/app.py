@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from shared import kafka
 from shared import metrics as m
 from shared.events import ModelSpec, VendorSLA
@@ -93,7 +95,7 @@ class OversightWorker(stream.StreamWorker):
 
     async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
         kind = KINDS[topic]
-        by_model: dict[str, list[dict]] = {}
+        by_model: dict[str, tuple[list[dict], list[np.ndarray]]] = {}
         for r in records:
             try:
                 events = kafka.decode_record(r.value)
@@ -104,20 +106,28 @@ class OversightWorker(stream.StreamWorker):
             if not model_id:
                 self.dead(r, "no_key", "record has no key: records must be keyed by model_id")
                 continue
-            good = by_model.setdefault(model_id, [])
-            for i, e in enumerate(events):
-                err = st.check(kind, e)
-                if err is None and e.get("model_id") != model_id:
-                    err = f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
-                if err is None:
-                    good.append(e)
-                else:
-                    self.dead(r, "invalid", f"event {i}: {err}", kafka.dumps(e))
+            good, ts, bad = st.validate(kind, events)
+            for i, err in bad:
+                self.dead(r, "invalid", f"event {i}: {err}", kafka.dumps(events[i]))
+            if any(e.get("model_id") != model_id for e in good):
+                keep = []
+                for e in good:
+                    if e.get("model_id") == model_id:
+                        keep.append(True)
+                    else:
+                        keep.append(False)
+                        self.dead(r, "invalid", f"event {events.index(e)}: model_id={e.get('model_id')!r}: "
+                                                f"must equal the record key {model_id!r}", kafka.dumps(e))
+                good, ts = [e for e, k in zip(good, keep) if k], ts[np.array(keep, dtype=bool)]
+            if good:
+                chunks = by_model.setdefault(model_id, ([], []))
+                chunks[0].extend(good)
+                chunks[1].append(ts)
         state: st.State = part.state
         found: list[dict] = []
-        for model_id, events in by_model.items():
+        for model_id, (events, ts) in by_model.items():
             ms = state.model(model_id)
-            added = ADD[kind](ms, events, self.cfg)
+            added = ADD[kind](ms, events, self.cfg, np.concatenate(ts))
             if kind == "reviews":
                 self.events += added.added
             if added.late:

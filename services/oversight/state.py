@@ -89,38 +89,70 @@ def _id(e: dict, name: str) -> str | None:
     return None if isinstance(v, str) and v else f"{name}: must be a non-empty string"
 
 
-def check(kind: str, e: Any) -> str | None:
-    """Why an event cannot be counted (None when it can): the fields the worker needs."""
-    if not isinstance(e, dict):
+_NUM = (int, float)
+
+
+def checked(kind: str, e: Any) -> float | str:
+    """An event's time (epoch seconds) when it can be counted, else why not (a str naming the field).
+
+    >>> checked("labels", {"event_id": "e", "label": 1, "timestamp": "2026-01-01T00:00:00Z"})
+    1767225600.0
+    >>> checked("reviews", {"review_id": "r", "reviewer_id": "", "timestamp": 0})
+    'reviewer_id: must be a non-empty string'
+    """
+    if type(e) is not dict:
         return f"event must be a JSON object, got {type(e).__name__}"
     if kind == "reviews":
-        err = _id(e, "review_id") or _id(e, "reviewer_id")
-        if err:
-            return err
-        for f in ("ai_prediction", "human_decision"):
-            if e.get(f) is None:
-                return f"{f}: required"
+        a, b = e.get("review_id"), e.get("reviewer_id")
+        if type(a) is not str or not a or type(b) is not str or not b:
+            return _id(e, "review_id") or _id(e, "reviewer_id") or "review_id: must be a non-empty string"
+        if e.get("ai_prediction") is None:
+            return "ai_prediction: required"
+        if e.get("human_decision") is None:
+            return "human_decision: required"
         c = e.get("ai_confidence")
-        if c is not None and (isinstance(c, bool) or not isinstance(c, (int, float))):
+        if c is not None and type(c) not in _NUM:
             return f"ai_confidence={c!r}: must be a number in [0, 1]"
     else:
-        err = _id(e, "event_id")
-        if err:
-            return err
-        if kind == "labels" and e.get("label") is None:
-            return "label: required"
-        if kind == "predictions":
+        a = e.get("event_id")
+        if type(a) is not str or not a:
+            return "event_id: must be a non-empty string"
+        if kind == "labels":
+            if e.get("label") is None:
+                return "label: required"
+        else:
             lat = e.get("latency_ms")
-            if lat is not None and (isinstance(lat, bool) or not isinstance(lat, (int, float)) or not lat >= 0):
+            if lat is not None and (type(lat) not in _NUM or not lat >= 0):
                 return f"latency_ms={lat!r}: must be a number >= 0"
             v = e.get("vendor")
-            if v is not None and not (isinstance(v, str) and v):
+            if v is not None and (type(v) is not str or not v):
                 return f"vendor={v!r}: must be a non-empty string"
+    t = e.get("timestamp")
+    if type(t) is float and math.isfinite(t):
+        return t
     try:
-        timestamp(e.get("timestamp"))
+        return timestamp(t)
     except (ValueError, TypeError) as exc:
         return str(exc)
-    return None
+
+
+def check(kind: str, e: Any) -> str | None:
+    """Why an event cannot be counted (None when it can): the fields the worker needs."""
+    r = checked(kind, e)
+    return r if isinstance(r, str) else None
+
+
+def validate(kind: str, events: Sequence[Any]) -> tuple[list[dict], np.ndarray, list[tuple[int, str]]]:
+    """(the countable events, their times, [(index, error)] of the others)."""
+    good, ts, bad = [], [], []
+    for i, e in enumerate(events):
+        r = checked(kind, e)
+        if type(r) is str:
+            bad.append((i, r))
+        else:
+            good.append(e)
+            ts.append(r)
+    return good, np.array(ts, dtype=float), bad
 
 
 def confidence(e: Mapping[str, Any]) -> float | None:
@@ -247,12 +279,14 @@ def _close_seen(ms: ModelState, kind: str, cfg: Config) -> None:
         del ms.seen[kind][s]
 
 
-def add_reviews(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config) -> Late:
+def add_reviews(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config,
+                ts: np.ndarray | None = None) -> Late:
     """Count a batch of valid review events of one model (log order)."""
     if not events:
         return Late()
     keys = hash_ids([e["review_id"] for e in events])
-    ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
+    if ts is None:
+        ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
     starts, on_time = _late(ms, "reviews", ts, cfg)
     idx = _dedup(ms, "reviews", keys, starts, np.flatnonzero(on_time))
     for s in np.unique(starts[idx]).tolist():
@@ -274,13 +308,15 @@ def add_reviews(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config
     return Late(int((~on_time).sum()), len(idx))
 
 
-def add_predictions(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config) -> Late:
+def add_predictions(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config,
+                    ts: np.ndarray | None = None) -> Late:
     """Count a batch of valid prediction events of one model (log order): low-confidence hashes
     for coverage; vendor calls for latency, uptime and the label join."""
     if not events:
         return Late()
     keys = hash_ids([e["event_id"] for e in events])
-    ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
+    if ts is None:
+        ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
     starts, on_time = _late(ms, "predictions", ts, cfg)
     ok = np.flatnonzero(on_time)
     conf = np.array([np.nan if (c := confidence(events[i])) is None else c for i in ok.tolist()], dtype=float)
@@ -333,13 +369,15 @@ def _purge_labels(ms: ModelState, cfg: Config) -> None:
         del ms.labels[k]
 
 
-def add_labels(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config) -> Late:
+def add_labels(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config,
+               ts: np.ndarray | None = None) -> Late:
     """Join a batch of valid label events of one model (log order) with the vendor calls; the
     first label of a call wins."""
     if not events:
         return Late()
     keys = hash_ids([e["event_id"] for e in events])
-    ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
+    if ts is None:
+        ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
     _, on_time = _late(ms, "labels", ts, cfg)
     ok = np.flatnonzero(on_time).tolist()
     for i in ok:
