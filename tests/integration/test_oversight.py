@@ -247,3 +247,34 @@ def test_the_same_streams_interleaved_or_batched_differently_give_the_same_findi
     assert os_.expected_findings(streams, slas=slas, order=["predictions", "reviews", "labels"], batch=1000) == a
     dup = {k: v + v[: len(v) // 3] for k, v in streams.items()}  # at-least-once: a third delivered twice, late
     assert os_.expected_findings(dup, slas=slas) == a
+
+
+def test_bad_records_go_to_the_deadletter_topic_and_the_worker_keeps_going(worker, apache_kafka, redis_url):
+    from shared.kafka import start_producer
+
+    rng = np.random.default_rng(17)
+    mid = model_id("odlq")
+    good = os_.team_reviews(mid, rng, days=1, per_day=200)
+    stray = {**good[0], "review_id": "stray", "model_id": "someone-else"}
+    no_reviewer = {**good[1], "review_id": "anon", "reviewer_id": ""}
+    naive = {**good[2], "review_id": "naive", "timestamp": "2026-01-01T00:00:00"}
+
+    async def send_raw():
+        producer = await start_producer(apache_kafka.address, "off")
+        try:
+            for value in (b"{not json", orjson.dumps([stray, no_reviewer]), orjson.dumps(naive)):
+                await producer.send_and_wait(TOPICS["reviews"], value, key=mid.encode())
+        finally:
+            await producer.stop()
+    asyncio.run(send_raw())
+    clock = {**good[-1], "review_id": "clock", "timestamp": os_.T0 + 2 * os_.DAY}  # closes the day's hours
+    os_.produce(apache_kafka.address, "reviews", good + [clock])
+    dead = events_of(read_records(apache_kafka.address, TOPICS["deadletter"], keys={mid}, expect=4, timeout=30))
+    errors = sorted(d["error"] for d in dead)
+    assert len(dead) == 4 and {d["source_topic"] for d in dead} == {TOPICS["reviews"]}, dead
+    assert any("not JSON" in e for e in errors) and any("must equal the record key" in e for e in errors)
+    assert any("reviewer_id: must be a non-empty string" in e for e in errors)
+    assert any("must carry a UTC offset" in e for e in errors)
+    s = wait_for(lambda: summary(redis_url, mid), 30, "the worker to go on counting the good reviews")
+    end = datetime.fromisoformat(s["window_end"]).timestamp()
+    assert s["metrics"]["reviews"] == len([e for e in good if e["timestamp"] < end])

@@ -76,3 +76,25 @@ def test_days_merge_and_round_trip():
     total = VendorDay().merge(d[0]).merge(d[1])
     assert VendorDay.from_dict(total.to_dict()) == total
     assert period([total]) == period(d)
+
+
+def test_the_markdown_report_shows_period_sample_terms_violations_and_trend():
+    from services.oversight.report import combine, markdown
+    d, lat, *_ = days(np.random.default_rng(5))
+    m = period(d)
+    graded = compare(m, {**SLA, "latency_p95_ms": m["latency_p95_ms"] / 1.3})
+    report = {"vendor": "acme", "model_id": "m", "status": graded["status"], "terms": graded["terms"],
+              "violations": graded["violations"], "metrics": m,
+              "period": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-08T00:00:00+00:00", "days": 7},
+              "sample_size": {"calls": int(m["calls"]), "labelled": int(m["labelled"]), "min_samples": 100},
+              "trend": [{"end": "2026-01-08T00:00:00+00:00", "status": "violation", "labelled": m["labelled"],
+                         "accuracy": m["accuracy"], "latency_p95_ms": m["latency_p95_ms"], "uptime": m["uptime"],
+                         "violations": ["latency_p95"]}]}
+    md = markdown(combine("acme", {"m": report}))
+    assert md.startswith("# Vendor SLA report: acme\n") and "Overall status: **violation**" in md
+    assert "- Period: 2026-01-01T00:00:00+00:00 to 2026-01-08T00:00:00+00:00 (7 days)" in md
+    assert "3,500 calls, 3,500 labelled (minimum 100)" in md
+    rows = [ln for ln in md.splitlines() if ln.startswith("| latency_p95 |")]
+    assert len(rows) == 1 and rows[0].endswith("| violation |")
+    assert [ln for ln in md.splitlines() if ln.startswith("| accuracy |")][0].endswith("| ok |")
+    assert "Violations: latency_p95" in md and "| 2026-01-08T00:00:00+00:00 | violation |" in md
