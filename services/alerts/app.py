@@ -162,24 +162,22 @@ class AlertsService:
             await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
 
     async def handle(self, records) -> None:
-        """Decode and validate a batch of records, then apply each model's findings in one transaction."""
-        by_model: dict[str, list[dict]] = {}
+        """Decode and validate a batch of records, then apply their findings in one transaction."""
+        found: list[dict] = []
         for r in records:
             try:
                 value = kafka.loads(r.value)
-                found = [Finding.model_validate(f).model_dump(mode="json") for f in (value if isinstance(value, list) else [value])]
+                parsed = [Finding.model_validate(f).model_dump(mode="json")
+                          for f in (value if isinstance(value, list) else [value])]
             except Exception as exc:  # noqa: BLE001 - bad input goes to the dead letters, never stops us
                 await self._deadletter(r, "invalid" if isinstance(exc, ValidationError) else "not_json", _error(exc))
                 continue
-            for f in found:
-                by_model.setdefault(f["model_id"], []).append(f)
-        now = self.now()
-        for model_id, found in by_model.items():
-            out = await self.store.process_batch(model_id, found, now)
-            self.processed += len(found)
+            found.extend(parsed)
+        for out in await self.store.process_many(found, self.now()):
             for reason, severity, kind in (out.reason if out is not None else []):
                 if reason == "new":
                     m.ALERTS_FIRED.labels(severity=severity, kind=kind).inc()
+        self.processed += len(found)
 
     async def _deadletter(self, r, reason: str, error: str) -> None:
         m.DEADLETTERS.labels(service="alerts", reason=reason).inc()
@@ -232,11 +230,7 @@ class AlertsService:
     # --- the sweep ----------------------------------------------------------------------------
 
     async def resettle_all(self, now: datetime | None = None, resolve_stale: bool = True) -> int:
-        now = now or self.now()
-        changed = 0
-        for model_id in sorted(await self.store.open_models()):
-            if await self.store.resettle(model_id, now, resolve_stale):
-                changed += 1
+        changed = await self.store.resettle_all(now or self.now(), resolve_stale)
         if changed:
             self.kick()
         return changed

@@ -64,6 +64,18 @@ class Outcome:
     actions: list[dict]
 
 
+@dataclass
+class Step:
+    """One model's part of a transaction: `fn(before, silences, values)` gets the model's open
+    alerts (alert_id -> alert), the silences and the values of `keys`, and returns None (no
+    change) or (after, reason, actions, extra): the alerts to settle, a reason, new actions and
+    `extra(pipe)` queuing further writes."""
+
+    model_id: str
+    keys: list[str]
+    fn: Callable
+
+
 class NotFound(KeyError):
     """No alert or silence with that id."""
 
@@ -121,14 +133,6 @@ class AlertStore:
         out.sort(key=lambda a: (a["last_seen"], a["alert_id"]), reverse=True)
         return out[:limit]
 
-    async def open_models(self) -> set[str]:
-        ids = await self.redis.smembers(_k("open"))
-        models = set()
-        for raw in await self.redis.mget([_k("alert", x.decode()) for x in ids]) if ids else []:
-            if raw is not None:
-                models.add(_loads(raw)["model_id"])
-        return models
-
     async def findings(self, *, model_id: str | None = None, kind: str | None = None, since: datetime | None = None,
                        limit: int = 1000) -> list[dict]:
         key = _k("findings", model_id) if model_id else _k("findings")
@@ -169,39 +173,68 @@ class AlertStore:
 
     # --- the transaction -------------------------------------------------------------------------
 
-    async def _transact(self, model_id: str, now: datetime, step: Callable, watch: tuple[str, ...] = ()) -> Outcome | None:
-        """Run `step(pipe, before, silences) -> (after, reason, actions, extra)` on one model's
-        open alerts under WATCH, settle suppressions and write everything in one MULTI/EXEC.
-        `step` returns None to write nothing. `extra(pipe)` queues further writes."""
-        model = await self.model(model_id)
+    async def _run(self, steps: list[Step], now: datetime) -> list[Outcome | None]:
+        """Apply steps (at most one per model) in one optimistic transaction: WATCH each model's
+        version key, the silences and every key a step reads; read everything in one pipelined
+        round trip; run the pure steps; settle silences and inhibitions per model; write it all,
+        raising each changed model's version, in one MULTI/EXEC. Every write to a model's alerts
+        goes through here, so watching its version is watching its alerts. Retried on conflict."""
+        if len({st.model_id for st in steps}) != len(steps):
+            raise ValueError("one step per model and transaction")
+        if not steps:
+            return []
+        models = {st.model_id: await self.model(st.model_id) for st in steps}
+        keys = sorted({k for st in steps for k in st.keys})
         for _ in range(TX_RETRIES):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(_k("open", model_id), _k("silences"), *watch)
-                    ids = sorted(x.decode() for x in await pipe.smembers(_k("open", model_id)))
-                    if ids:
-                        await pipe.watch(*[_k("alert", i) for i in ids])
-                        raws = await pipe.mget([_k("alert", i) for i in ids])
-                    else:
-                        raws = []
-                    before = {i: orjson.loads(r) for i, r in zip(ids, raws) if r is not None}
-                    silences = [Silence.from_dict(orjson.loads(x)) for x in await pipe.hvals(_k("silences"))]
-                    result = await step(pipe, dict(before), silences)
-                    if result is None:
+                    await pipe.watch(_k("silences"), *[_k("ver", m) for m in models], *keys)
+                    async with self.redis.pipeline(transaction=False) as rp:
+                        for m in models:
+                            rp.smembers(_k("open", m))
+                            rp.get(_k("mode", m))
+                        rp.hvals(_k("silences"))
+                        if keys:
+                            rp.mget(keys)
+                        res = await rp.execute()
+                    ids = {m: sorted(x.decode() for x in res[2 * i]) for i, m in enumerate(models)}
+                    modes = {m: _loads(res[2 * i + 1]) for i, m in enumerate(models)}
+                    silences = [Silence.from_dict(orjson.loads(x)) for x in res[2 * len(models)]]
+                    values = dict(zip(keys, res[2 * len(models) + 1])) if keys else {}
+                    alerts = {}
+                    every = [i for m in models for i in ids[m]]
+                    for i in range(0, len(every), 1000):
+                        chunk = every[i:i + 1000]
+                        alerts.update((aid, orjson.loads(r)) for aid, r in
+                                      zip(chunk, await self.redis.mget([_k("alert", x) for x in chunk])) if r is not None)
+                    results, writes = [], []
+                    for st in steps:
+                        before = {i: alerts[i] for i in ids[st.model_id] if i in alerts}
+                        result = st.fn(dict(before), silences, values)
+                        if result is None:
+                            results.append(None)
+                            continue
+                        after, reason, actions, extra = result
+                        model = models[st.model_id]
+                        settled = lc.settle(before, after, model["labels"], silences, now, self.rules)
+                        results.append(Outcome(reason, settled.changed, settled.notify, actions))
+                        if not settled.changed and not actions and extra is None:
+                            continue
+                        writes.append((st.model_id, model, settled, actions, reason, extra))
+                    if not writes:
                         await pipe.unwatch()
-                        return None
-                    after, reason, actions, extra = result
-                    settled = lc.settle(before, after, model["labels"], silences, now, self.rules)
-                    current_mode = _loads(await pipe.get(_k("mode", model_id)))
+                        return results
                     pipe.multi()
-                    self._write(pipe, model_id, model, settled, actions, now, current_mode, reason)
-                    if extra is not None:
-                        extra(pipe)
+                    for model_id, model, settled, actions, reason, extra in writes:
+                        self._write(pipe, model_id, model, settled, actions, now, modes[model_id], reason)
+                        pipe.incr(_k("ver", model_id))
+                        if extra is not None:
+                            extra(pipe)
                     await pipe.execute()
-                    return Outcome(reason, settled.changed, settled.notify, actions)
+                    return results
                 except WatchError:
                     continue
-        raise RuntimeError(f"model {model_id}: alert state kept changing; gave up after {TX_RETRIES} attempts")
+        raise RuntimeError(f"models {sorted(models)[:5]}: alert state kept changing; gave up after {TX_RETRIES} attempts")
 
     def _write(self, pipe, model_id: str, model: dict, settled: lc.Settled, actions: list[dict], now: datetime,
                current_mode: dict | None, reason: str) -> None:
@@ -245,33 +278,43 @@ class AlertStore:
 
     async def process(self, finding: dict, now: datetime | None = None) -> Outcome | None:
         """Apply one finding (a validated Finding as a JSON dict); None when it was seen before."""
-        return await self.process_batch(finding["model_id"], [finding], now)
+        return (await self.process_many([finding], now))[0]
 
     async def process_batch(self, model_id: str, findings: list[dict], now: datetime | None = None) -> Outcome | None:
-        """Apply a model's findings, in order, in one transaction (a batch read from the topic);
-        findings seen before are skipped. None when every one was seen before. The state changes
-        of the batch coalesce: an alert repeated 50 times in it is stored, published and
-        submitted once, in its final state."""
-        now = now or datetime.now(timezone.utc)
-        unique = list({f["finding_id"]: f for f in findings}.values())
-        if any(f["model_id"] != model_id for f in unique):
+        """Apply one model's findings, in order; None when every one was seen before."""
+        if any(f["model_id"] != model_id for f in findings):
             raise ValueError(f"process_batch({model_id!r}): every finding must be of this model")
-        fps = {f["finding_id"]: lc.fingerprint(model_id, f["kind"], f.get("feature"), f.get("vendor")) for f in unique}
-        seen_keys = [_k("seen", f["finding_id"]) for f in unique]
-        fp_keys = sorted({_k("fp", fp) for fp in fps.values()})
-        owners = (await self.model(model_id))["owners"]
+        return (await self.process_many(findings, now))[0] if findings else None
 
-        async def step(pipe, before, silences):
-            seen = await pipe.mget(seen_keys)
-            todo = [f for f, was in zip(unique, seen) if was is None]
+    async def process_many(self, findings: list[dict], now: datetime | None = None) -> list[Outcome | None]:
+        """Apply findings (a batch read from the topic), each model's in order, all in one
+        transaction; findings seen before are skipped. One Outcome (or None: nothing new) per
+        model, in order of first appearance. The state changes of a batch coalesce: an alert
+        repeated 50 times in it is stored, published and submitted once, in its final state."""
+        now = now or datetime.now(timezone.utc)
+        by_model: dict[str, dict[str, dict]] = {}
+        for f in findings:
+            by_model.setdefault(f["model_id"], {}).setdefault(f["finding_id"], f)
+        steps = []
+        for model_id, unique in by_model.items():
+            owners = (await self.model(model_id))["owners"]
+            steps.append(self._finding_step(model_id, list(unique.values()), owners, now))
+        return await self._run(steps, now)
+
+    def _finding_step(self, model_id: str, unique: list[dict], owners: list[str], now: datetime) -> Step:
+        fps = {f["finding_id"]: _k("fp", lc.fingerprint(model_id, f["kind"], f.get("feature"), f.get("vendor")))
+               for f in unique}
+        seen_keys = [_k("seen", f["finding_id"]) for f in unique]
+
+        def fn(before, silences, values):
+            todo = [f for f, k in zip(unique, seen_keys) if values.get(k) is None]
             if not todo:
                 return None
-            states = {k: (_loads(v) or {"alert_id": None, "generation": 0})
-                      for k, v in zip(fp_keys, await pipe.mget(fp_keys))}
+            states = {k: (_loads(values.get(k)) or {"alert_id": None, "generation": 0}) for k in set(fps.values())}
             after = dict(before)
             reasons, actions = [], []
             for f in todo:
-                state = states[_k("fp", fps[f["finding_id"]])]
+                state = states[fps[f["finding_id"]]]
                 current = after.get(state["alert_id"]) if state["alert_id"] else None
                 change = lc.apply_finding(current, f, now=now, generation=state["generation"], owners=owners,
                                           resolve_after=self.resolve_after)
@@ -293,7 +336,7 @@ class AlertStore:
                     p.zadd(_k("findings", model_id), {fid: score})
             return after, reasons, actions, extra
 
-        return await self._transact(model_id, now, step, watch=(*seen_keys, *fp_keys))
+        return Step(model_id, [*seen_keys, *sorted(set(fps.values()))], fn)
 
     async def acknowledge(self, alert_id: str, by: str, comment: str, now: datetime) -> Outcome:
         a = await self.alert(alert_id)
@@ -302,29 +345,48 @@ class AlertStore:
         if a.get("resolved_at"):
             raise Conflict(f"alert {alert_id} is resolved: nothing to acknowledge")
 
-        async def step(pipe, before, silences):
+        def fn(before, silences, values):
             cur = before.get(alert_id)
             if cur is None:
                 raise Conflict(f"alert {alert_id} is resolved: nothing to acknowledge")
-            after = {**before, alert_id: lc.acknowledge(cur, by, comment, now)}
-            return after, "acknowledged", [], None
+            return {**before, alert_id: lc.acknowledge(cur, by, comment, now)}, "acknowledged", [], None
 
-        return await self._transact(a["model_id"], now, step, watch=(_k("alert", alert_id),))
+        return (await self._run([Step(a["model_id"], [], fn)], now))[0]
 
-    async def resettle(self, model_id: str, now: datetime, resolve_stale: bool = True) -> Outcome | None:
-        """Re-evaluate one model's open alerts: silences that began or ended, inhibitions, and
-        (``resolve_stale``) alerts whose windows passed without a finding."""
-
-        async def step(pipe, before, silences):
+    def _resettle_step(self, model_id: str, now: datetime, resolve_stale: bool) -> Step:
+        def fn(before, silences, values):
             after = dict(before)
             if resolve_stale:
                 for aid, a in before.items():
                     if lc.stale(a, now, self.resolve_after):
                         after[aid] = {**lc.resolve(a, now), "revision": a["revision"] + 1}
             return after, "settled", [], None
+        return Step(model_id, [], fn)
 
-        out = await self._transact(model_id, now, step)
+    async def resettle(self, model_id: str, now: datetime, resolve_stale: bool = True) -> Outcome | None:
+        """Re-evaluate one model's open alerts: silences that began or ended, inhibitions, and
+        (``resolve_stale``) alerts whose windows passed without a finding."""
+        out = (await self._run([self._resettle_step(model_id, now, resolve_stale)], now))[0]
         return out if out and out.changed else None
+
+    async def resettle_all(self, now: datetime, resolve_stale: bool = True, chunk: int = 200) -> int:
+        """`resettle` every model whose open alerts would change, found first by a read-only pass
+        (so a sweep over many quiet models writes nothing). Returns the models changed."""
+        silences = await self.silences()
+        by_model: dict[str, dict[str, dict]] = {}
+        for a in await self._open_alerts():
+            by_model.setdefault(a["model_id"], {})[a["alert_id"]] = a
+        due = []
+        for model_id, before in by_model.items():
+            after, _, _, _ = self._resettle_step(model_id, now, resolve_stale).fn(before, silences, {})
+            labels = (await self.model(model_id))["labels"]
+            if lc.settle(before, after, labels, silences, now, self.rules).changed:
+                due.append(model_id)
+        changed = 0
+        for i in range(0, len(due), chunk):
+            outs = await self._run([self._resettle_step(m, now, resolve_stale) for m in due[i:i + chunk]], now)
+            changed += sum(1 for o in outs if o and o.changed)
+        return changed
 
     async def add_silence(self, silence: Silence) -> None:
         await self.redis.hset(_k("silences"), silence.id, orjson.dumps(silence.to_dict()))

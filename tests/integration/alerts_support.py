@@ -77,6 +77,27 @@ def publish_raw(bootstrap: str, records: list[tuple[bytes, bytes]], topic: str =
     asyncio.run(_send(bootstrap, records, topic))
 
 
+async def _commit_end(bootstrap: str, group: str, topic: str) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await consumer._client._wait_on_metadata(topic))]
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        await consumer.commit({tp: end[tp] for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+def start_at_end(bootstrap: str, group: str, topic: str = kafka.TOPICS["findings"]) -> str:
+    """Commit `group`'s offsets at the end of `topic`, so a service joining with it skips the
+    findings other tests published before (the session's broker is shared)."""
+    asyncio.run(_commit_end(bootstrap, group, topic))
+    return group
+
+
 class RecordingDispatcher:
     """A stand-in for `Dispatcher` that records what CORE submits, idempotent on (alert_id,
     revision) as the interface asks. Tests only."""
@@ -118,8 +139,9 @@ def running_alerts(bootstrap: str, redis_url: str, *, dispatcher_factory=None, s
     from services.alerts.app import create_app
 
     port = free_port()
+    group = start_at_end(bootstrap, f"alerts-test-{uuid.uuid4().hex[:8]}")
     settings = Settings(alerts_port=port, kafka_bootstrap=bootstrap, redis_url=redis_url,
-                        alerts_group=f"alerts-test-{uuid.uuid4().hex[:8]}", data_dir="/tmp/vigil-test", **overrides)
+                        alerts_group=group, data_dir="/tmp/vigil-test", **overrides)
     app = create_app(settings, dispatcher_factory=dispatcher_factory, sweep_seconds=sweep_seconds)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, lifespan="on"))

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.integration.alerts_support import (alerts_of, finding, model_id, private_db, publish, register,
-                                              start_process, wait_for)
+                                              start_at_end, start_process, wait_for)
 from tests.receivers import SlackReceiver
 from tests.support import free_port
 
@@ -33,7 +33,7 @@ def test_killed_with_notifications_pending_then_restarted_delivers_them_exactly_
     models = [model_id(), model_id()]
     for m in models:
         register(db, m, labels={"runbook_url": "https://runbooks.example.com/drift"})
-    group = f"alerts-faults-{uuid.uuid4().hex[:8]}"
+    group = start_at_end(bootstrap, f"alerts-faults-{uuid.uuid4().hex[:8]}")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     r = redis.Redis.from_url(db)
