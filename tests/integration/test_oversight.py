@@ -278,3 +278,22 @@ def test_bad_records_go_to_the_deadletter_topic_and_the_worker_keeps_going(worke
     s = wait_for(lambda: summary(redis_url, mid), 30, "the worker to go on counting the good reviews")
     end = datetime.fromisoformat(s["window_end"]).timestamp()
     assert s["metrics"]["reviews"] == len([e for e in good if e["timestamp"] < end])
+
+
+def test_a_vendor_without_an_sla_gets_metrics_and_a_report_but_no_finding():
+    from services.oversight import state as st
+    from services.oversight.evaluate import vendor_at
+
+    rng = np.random.default_rng(18)
+    preds, labels = os_.vendor_calls("m", "free", rng, range(3), per_day=200, latency_ms=100.0)
+    assert os_.expected_findings({"predictions": preds, "labels": labels}) == {}
+    cfg, ms = st.Config(), st.ModelState()
+    st.add_predictions(ms, preds, cfg)
+    st.add_labels(ms, labels, cfg)
+    due = st.due_vendor_days(ms, cfg, 3600, 1, lambda v: 7)
+    assert [d.end for d in due] == [os_.T0 + os_.DAY, os_.T0 + 2 * os_.DAY]
+    found, report = vendor_at("m", ms, "free", due[-1].end, ModelSpec(), None)
+    lat = np.array([e["latency_ms"] for e in preds if e["timestamp"] < due[-1].end])
+    assert found == [] and report["status"] == "no SLA" and report["sample_size"]["labelled"] == 400
+    p99 = np.quantile(lat, 0.99, method="lower")
+    assert abs(report["metrics"]["latency_p99_ms"] - p99) <= 0.01 * p99
