@@ -29,7 +29,10 @@ Bounds (*Vigil's choice*):
   in; labels that arrive before their call wait in a buffer (at most `LABEL_BUFFER`, the
   smallest hashes kept) until the predictions watermark closes their hour — a call counted
   later would precede its label in event time and be late, so nothing that could still match
-  is dropped. Latency and uptime count every call, in a sketch and counters.
+  is dropped (labels are assumed not to precede their call by more than `lateness`). The
+  buffer holds about an hour of label time while the labels topic runs ahead of predictions;
+  only if it overflows (a replay feeding labels far ahead) can labels that would have matched
+  be lost. Latency and uptime count every call, in a sketch and counters.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from shared.stats.vendor import VendorDay
 DAY = 86_400
 COVERAGE_K = 512
 JOIN_K = 20_000
-LABEL_BUFFER = 200_000
+LABEL_BUFFER = 50_000  # ~45 bytes each in a checkpoint
 HISTORY = 30  # vendor period evaluations kept for the report's trend
 TOPIC_KINDS = ("reviews", "predictions", "labels")
 
