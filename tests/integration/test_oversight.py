@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import pytest
 import redis
+from hypothesis import given, settings as hsettings, strategies as hst
 
 from shared import metrics as m
 from shared.events import ModelSpec
@@ -297,3 +298,27 @@ def test_a_vendor_without_an_sla_gets_metrics_and_a_report_but_no_finding():
     assert found == [] and report["status"] == "no SLA" and report["sample_size"]["labelled"] == 400
     p99 = np.quantile(lat, 0.99, method="lower")
     assert abs(report["metrics"]["latency_p99_ms"] - p99) <= 0.01 * p99
+
+
+_SMALL = None
+
+
+def _small_streams():
+    global _SMALL
+    if _SMALL is None:
+        rng = np.random.default_rng(19)
+        reviews = os_.team_reviews("prop", rng, days=3, per_day=240, stampers=STAMPERS[:2])
+        preds = os_.low_confidence_predictions("prop", reviews, rng, reviewed=0.4)
+        vp, vl = os_.vendor_calls("prop", "v", rng, range(4), per_day=60, latency_ms=100.0)
+        streams = {"reviews": reviews, "predictions": sorted(preds + vp, key=lambda e: e["timestamp"]), "labels": vl}
+        sla = {"v": {**SLA, "min_samples": 50, "period_days": 2}}
+        _SMALL = streams, sla, os_.expected_findings(streams, slas=sla, min_reviews=20)
+    return _SMALL
+
+
+@hsettings(max_examples=15, deadline=None)
+@given(hst.permutations(["reviews", "predictions", "labels"]), hst.integers(1, 400))
+def test_findings_do_not_depend_on_topic_interleaving_or_record_size(order, batch):
+    streams, sla, expected = _small_streams()
+    assert expected
+    assert os_.expected_findings(streams, slas=sla, order=order, batch=batch, min_reviews=20) == expected
