@@ -54,6 +54,15 @@ class SimModel:
                 "window_seconds": WINDOW, "allowed_lateness_seconds": 300, "label_wait_seconds": 3600,
                 "features": {f"f{j:02d}": {"type": "numeric"} for j in range(FEATURES)}}
 
+    def reference(self, rng: np.random.Generator, n: int = 5_000) -> dict[str, list]:
+        """A reference sample from the undrifted traffic: what a team uploads from its validation set."""
+        x = rng.normal(0.0, 1.0, size=(n, FEATURES))
+        score = 1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1])))
+        cols = {f"f{j:02d}": np.round(x[:, j], 4).tolist() for j in range(FEATURES)}
+        cols["prediction"] = (score > 0.5).astype(int).tolist()
+        cols["confidence"] = np.round(np.maximum(score, 1 - score), 4).tolist()
+        return cols
+
     def traffic(self, rng: np.random.Generator, n: int, start: datetime, seconds: float, progress: float
                 ) -> dict[str, list[dict]]:
         """One tick of this model's events: predictions, and the reviews and labels they lead to."""
@@ -141,6 +150,7 @@ def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None
     alerts_client = httpx.Client(base_url=alerts_url, headers=headers, timeout=5) if alerts_url else None
     for m in models:
         client.put(f"/v1/models/{m.model_id}", json=m.spec()).raise_for_status()
+        client.put(f"/v1/models/{m.model_id}/reference", json=m.reference(rng)).raise_for_status()
     client.put("/v1/vendors/acme-ocr/sla", json=VENDOR_SLA).raise_for_status()
     event_start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=duration * speed)
     started = time.monotonic()

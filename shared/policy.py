@@ -13,6 +13,7 @@ Per-model overrides come from ``ModelSpec.thresholds`` and are checked by
   ``{severity: above}``; a severity must not need a lower value than a milder one;
 - ``ks_p_value`` / ``chi2_p_value``: the significance level of the KS gate (on the
   Benjamini-Hochberg adjusted p-value) and of the chi-squared gate, in (0, 1);
+  ``psi_p_value``: of the PSI gate on its calibrated percentile (1 turns it off);
 - ``calibrated``: ``true`` applies the ``percentile`` tiers to each statistic's calibrated
   percentile instead of the statistic itself;
 - any key of :data:`SCALARS` (``psi_eps``, ``rollback_degradation``, ``override_rate_min``...).
@@ -89,11 +90,19 @@ GATES: dict[str, tuple[str, str]] = {
     "ks_statistic": ("ks_p_adjusted", "ks_p_value"),
     "js_distance": ("chi2_p_value", "chi2_p_value"),
 }
+# A PSI tier counts only when the value is unusual for a window of this size: its exceedance
+# in the reference's calibrated null at this n, Benjamini-Hochberg adjusted across the model's
+# features (`psi_p_adjusted`), below `psi_p_value`. A PSI of 0.12 is ordinary noise for a
+# window of 60 events and a shift for one of 60,000; without this gate small windows (the
+# first, partial window of a stream) and many features raise false alarms. *Vigil's choice*;
+# `psi_p_value: 1` turns it off. A PSI reported without `psi_p_adjusted` is not gated.
+SOFT_GATES: dict[str, tuple[str, str]] = {"psi": ("psi_p_adjusted", "psi_p_value")}
 CALIBRATED = ("psi", "ks_statistic", "js_distance")  # metrics reported with a `<metric>_percentile`
 # Overridable numbers: key -> (default, low, high); a value must lie in (low, high].
 SCALARS: dict[str, tuple[float, float, float]] = {
     "ks_p_value": (ALPHA, 0.0, 1.0),
     "chi2_p_value": (ALPHA, 0.0, 1.0),
+    "psi_p_value": (ALPHA, 0.0, 1.0),
     "psi_eps": (PSI_EPS, 0.0, 0.01),
     "rollback_degradation": (ROLLBACK_DEGRADATION, 0.0, 1.0),
     "override_rate_min": (OVERRIDE_RATE_MIN, 0.0, 1.0),
@@ -235,9 +244,15 @@ def tier(metric: str, value: float | None, overrides: Mapping[str, Any] | None =
 def passes_gate(metric: str, metrics: Mapping[str, float | None], overrides: Mapping[str, Any] | None = None) -> bool:
     """Whether a gated metric's test rejects (p-value below its alpha); ungated metrics pass.
 
+    >>> passes_gate("psi", {"psi": 0.12, "psi_p_adjusted": 0.4}), passes_gate("psi", {"psi": 0.12, "psi_p_adjusted": 0.01})
+    (False, True)
     >>> passes_gate("ks_statistic", {"ks_p_adjusted": 0.04}), passes_gate("ks_statistic", {"ks_p_adjusted": 0.06})
     (True, False)
     """
+    if metric in SOFT_GATES:
+        p_key, alpha_key = SOFT_GATES[metric]
+        p = metrics.get(p_key)
+        return p is None or not math.isfinite(p) or p < threshold(alpha_key, overrides)
     if metric not in GATES:
         return True
     p_key, alpha_key = GATES[metric]

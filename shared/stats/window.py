@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.policy import threshold
+from shared.policy import PERCENTILE_RESAMPLES, threshold
 from shared.stats.baseline import Baseline, CategoricalRef
 from shared.stats.bins import BinCounts, CategoryCounts
 from shared.stats.calibrate import percentile
@@ -232,7 +232,9 @@ def evaluate(window: WindowState, base: Baseline, thresholds: Mapping[str, Any] 
     predictions), ``type``, ``n`` (non-null values), ``metrics`` (the contract's keys, None
     when a side has no values) and ``evidence`` (the bins compared). Numeric: psi,
     ks_statistic, ks_p_value, ks_p_adjusted; categorical: psi, chi2_statistic, chi2_p_value,
-    chi2_p_adjusted — Benjamini-Hochberg over all of the model's feature tests together.
+    chi2_p_adjusted — Benjamini-Hochberg over all of the model's feature tests together; and
+    psi_p_adjusted, PSI's exceedance in its calibrated null (1 - percentile/100), adjusted the
+    same way across the features.
     Predictions: js_divergence, js_distance, chi2_statistic, chi2_p_value and, with a
     confidence reference, confidence_psi. ``<metric>_percentile`` places psi, ks_statistic
     and js_distance in their calibrated null for this n. Only ``thresholds["psi_eps"]`` is
@@ -278,6 +280,12 @@ def evaluate(window: WindowState, base: Baseline, thresholds: Mapping[str, Any] 
     raw = [r["metrics"][p] for r, (p, _) in zip(out, tests)]
     for r, (_, adj), a in zip(out, tests, benjamini_hochberg([np.nan if p is None else p for p in raw])):
         r["metrics"][adj] = _num(a)
+    # PSI's own significance: its exceedance in the calibrated null, adjusted the same way
+    floor = 1.0 / (PERCENTILE_RESAMPLES + 1)
+    pcts = [r["metrics"]["psi_percentile"] for r in out]
+    psi_ps = [np.nan if q is None else max(1.0 - q / 100.0, floor) for q in pcts]
+    for r, a in zip(out, benjamini_hochberg(psi_ps)):
+        r["metrics"]["psi_p_adjusted"] = _num(a)
     if (pred := _prediction(window, base, eps)) is not None:
         out.append(pred)
     return out

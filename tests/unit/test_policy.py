@@ -71,6 +71,13 @@ def test_a_finding_takes_its_worst_gated_tier():
     assert severity({"psi": 0.05, "confidence_psi": 5.0}) == LOW  # only contract metrics are graded
 
 
+def test_a_psi_that_is_ordinary_noise_at_the_window_size_does_not_count():
+    assert severity({"psi": 0.35, "psi_p_adjusted": 0.2}) == LOW  # a tiny window: usual for its n
+    assert severity({"psi": 0.35, "psi_p_adjusted": 0.049}) == CRITICAL
+    assert severity({"psi": 0.35, "psi_p_adjusted": 0.2}, {"psi_p_value": 1.0}) == CRITICAL  # gate off
+    assert severity({"psi": 0.35, "psi_p_adjusted": 0.02}, {"psi_p_value": 0.01}) == LOW
+
+
 def test_calibrated_mode_grades_the_percentile_instead():
     metrics = {"psi": 0.5, "psi_percentile": 96.0, "ks_statistic": 0.01, "ks_statistic_percentile": 99.5,
                "ks_p_adjusted": 0.01}

@@ -282,3 +282,21 @@ def test_ks_nulls_equal_ks_2samp_on_the_same_resamples():
 def test_exceedance_counts_the_observation_itself():
     assert calibrate.exceedance(np.arange(99.0), 1_000.0) == pytest.approx(0.01)
     assert calibrate.percentile(np.arange(99.0), -1.0) == 0.0
+
+
+def test_psi_p_adjusted_is_the_bh_adjusted_exceedance_of_the_calibrated_null(base):
+    rng = np.random.default_rng(11)
+    results = by_name(evaluate(window(base, make_events(rng, 120, shift=0.8)), base))
+    names = [r.name for r in base.numeric] + ["color"]
+    exceed = np.array([max(1 - results[n]["metrics"]["psi_percentile"] / 100, 1 / (policy.PERCENTILE_RESAMPLES + 1))
+                       for n in names])
+    expected = stats.false_discovery_control(exceed, method="bh")
+    got = [results[n]["metrics"]["psi_p_adjusted"] for n in names]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got[0] < 0.05  # the shifted feature stays significant at n = 120
+    # noise at a small n: a PSI above the medium tier does not grade unless it is unusual for n
+    quiet = by_name(evaluate(window(base, make_events(rng, 40)), base))
+    noisy = {r.name: quiet[r.name]["metrics"] for r in base.numeric if quiet[r.name]["metrics"]["psi"] > 0.1}
+    assert len(noisy) >= 2, "at n = 40 undrifted features' PSI passes the medium tier by chance (here up to 1.0)"
+    assert all(policy.severity({"psi": m["psi"], "psi_p_adjusted": m["psi_p_adjusted"]}) == "low"
+               for m in noisy.values())
