@@ -56,6 +56,7 @@ JOIN_K = 20_000
 LABEL_BUFFER = 50_000  # ~45 bytes each in a checkpoint
 HISTORY = 30  # vendor period evaluations kept for the report's trend
 TOPIC_KINDS = ("reviews", "predictions", "labels")
+MAX_TIME = 253_402_300_800.0  # 10000-01-01: the contract's timestamps are years 1..9999 (pydantic)
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,14 @@ def checked(kind: str, e: Any) -> float | str:
             if v is not None and (type(v) is not str or not v):
                 return f"vendor={v!r}: must be a non-empty string"
     t = e.get("timestamp")
-    if type(t) is float and math.isfinite(t):
-        return t
-    try:
-        return timestamp(t)
-    except (ValueError, TypeError) as exc:
-        return str(exc)
+    if type(t) is not float:
+        try:
+            t = timestamp(t)
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+    if not 0.0 <= t < MAX_TIME:
+        return f"timestamp={e.get('timestamp')!r}: must be between 1970 and 9999"
+    return t
 
 
 def check(kind: str, e: Any) -> str | None:
@@ -501,9 +504,13 @@ def due_vendor_days(ms: ModelState, cfg: Config, label_wait: int,
             vs.done = end
             if any(end - period_of(vendor) * DAY <= d < end for d in vs.days):
                 out.append(VendorDue(vendor, end))
-            if not any(d >= end for d in [*vs.days, *vs.join]):
+            later = [d for d in [*vs.days, *vs.join] if d >= end]
+            if not later:
                 break
-            end += DAY
+            nxt = end + DAY
+            if not any(nxt - period_of(vendor) * DAY <= d < nxt for d in vs.days) and min(later) + DAY <= pred_ok:
+                nxt = max(nxt, min(later) + DAY)  # the periods in between are empty and their days closed
+            end = nxt
     return out
 
 
