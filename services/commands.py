@@ -143,7 +143,8 @@ def cmd_demo(args) -> int:
     with Stack(settings) as stack:
         print_ready(stack)
         return run_demo(stack.urls["ingest"], duration=args.duration, speed=args.speed, rate=args.rate,
-                        api_key=(settings.api_key_list() or [None])[0], alerts_url=stack.urls.get("alerts"))
+                        api_key=(settings.api_key_list() or [None])[0], alerts_url=stack.urls.get("alerts"),
+                        summary_path=settings.data_dir / "demo-summary.json")
 
 
 def cmd_alerts(args) -> int:

@@ -16,10 +16,12 @@ The screen shows the traffic and, below it, the alerts as they fire (from the al
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -139,9 +141,11 @@ def _alerts(client: httpx.Client | None) -> list[dict] | None:
 
 
 def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None, rate: float = 2_000.0,
-             api_key: str | None = None, seed: int = 7, alerts_url: str | None = None, settle: float = 10.0) -> int:
-    """Send the fleet's traffic for `duration` seconds, then wait up to `settle` seconds for the
-    last alerts; print the summary. `speed` defaults to covering DAYS of event time."""
+             api_key: str | None = None, seed: int = 7, alerts_url: str | None = None, settle: float = 10.0,
+             summary_path: Path | None = None) -> int:
+    """Send the fleet's traffic for `duration` seconds, then wait `settle` seconds for the last
+    alerts; print the summary (and write it as JSON to `summary_path`). `speed` defaults to
+    covering DAYS of event time."""
     speed = speed or DAYS * 86400 / duration
     rng = np.random.default_rng(seed)
     models = fleet()
@@ -186,5 +190,10 @@ def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None
         Console().print(alerts_table(alerts, "summary: alerts raised"))
     total = sum(m.sent["predictions"] for m in models)
     failed = sum(m.errors for m in models)
+    if summary_path is not None:
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps({"sent": {m.model_id: m.sent for m in models}, "failed": failed,
+                                            "alerts": alerts}, indent=1))
+        print(f"summary written to {summary_path}")
     print(f"\ndemo done: {total:,} predictions accepted, {failed:,} failed, {len(alerts)} alerts, in {duration:.0f}s")
     return 0 if failed == 0 else 1
