@@ -322,3 +322,17 @@ def test_findings_do_not_depend_on_topic_interleaving_or_record_size(order, batc
     streams, sla, expected = _small_streams()
     assert expected
     assert os_.expected_findings(streams, slas=sla, order=order, batch=batch, min_reviews=20) == expected
+
+
+def test_a_review_delivered_twice_counts_once_and_a_late_one_is_counted_as_late_not_added():
+    from services.oversight import state as st
+
+    cfg, ms = st.Config(), st.ModelState()
+    base = {"model_id": "m", "reviewer_id": "a", "ai_prediction": 1, "human_decision": 0}
+    first = [{**base, "review_id": f"r{i}", "timestamp": os_.T0 + 60 * i} for i in range(10)]
+    assert st.add_reviews(ms, first, cfg).added == 10
+    again = st.add_reviews(ms, first[:4] + [{**base, "review_id": "r10", "timestamp": os_.T0 + 3600 + 301}], cfg)
+    assert (again.late, ms.reviews[os_.T0].n) == (0, 10)  # copies within the open hour: deduplicated
+    late = st.add_reviews(ms, [{**base, "review_id": "r11", "timestamp": os_.T0 + 5}], cfg)  # hour 0 closed
+    assert (late.late, late.added, ms.reviews[os_.T0].n) == (1, 0, 10)
+    assert st.due_reviews(ms, cfg) == [os_.T0 + 3600]
