@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 
 from shared import kafka
 from shared.events import ModelSpec, ReferenceProfile, VendorSLA
 from shared.stats import reference as refstats
+from services.oversight.report import combine, markdown
 
 from .deps import AppSettings, Authorized, Conns, Unavailable
 from .routes import _unavailable, read_body
@@ -122,9 +123,6 @@ async def get_sla(vendor: VendorPath, conns: Conns):
 async def get_vendor_report(vendor: VendorPath, conns: Conns, format: str = "json"):
     """The vendor's latest SLA report per model, as the oversight worker stores it (hash
     `vigil:oversight:vendor:<vendor>`, field model_id); `?format=md` renders it as Markdown."""
-    from fastapi.responses import PlainTextResponse
-
-    from services.oversight.report import combine, markdown
     if format not in ("json", "md"):
         raise HTTPException(422, detail=f"format={format!r}: must be json or md")
     stored = await conns.redis.hgetall(f"vigil:oversight:vendor:{vendor}")
