@@ -63,6 +63,8 @@ OVERRIDE_MIN_REVIEWS = 100  # reviews in the period before override_rate_low can
 MIN_REVIEWS = 50  # a reviewer's reviews in the period before they are judged (Settings.oversight_min_reviews)
 RUBBER_STAMP_MIN_REVIEWERS = 3  # reviewers judged before a share of them means anything
 WORKLOAD_MIN_REVIEWS = 100  # reviews in each of the high- and low-volume day groups
+WORKLOAD_VOLUME_RATIO = 1.5  # high-volume days must be this much busier than low-volume ones
+WORKLOAD_P_VALUE = ALPHA  # and the two override rates must differ (two-proportion z-test)
 REVIEW_COVERAGE_MIN = 0.5  # share of low-confidence predictions reviewed, below it review_coverage_gap
 COVERAGE_MIN_PREDICTIONS = 100  # low-confidence predictions (sampled) before coverage is judged
 # --- vendors, canary ------------------------------------------------------------------------
@@ -113,6 +115,8 @@ SCALARS: dict[str, tuple[float, float, float]] = {
     "min_reviews": (MIN_REVIEWS, 0.0, math.inf),
     "rubber_stamp_min_reviewers": (RUBBER_STAMP_MIN_REVIEWERS, 0.0, math.inf),
     "workload_min_reviews": (WORKLOAD_MIN_REVIEWS, 0.0, math.inf),
+    "workload_volume_ratio": (WORKLOAD_VOLUME_RATIO, 0.0, math.inf),
+    "workload_p_value": (WORKLOAD_P_VALUE, 0.0, 1.0),
     "review_coverage_min": (REVIEW_COVERAGE_MIN, 0.0, 1.0),
     "coverage_min_predictions": (COVERAGE_MIN_PREDICTIONS, 0.0, math.inf),
     "canary_error_margin": (CANARY_ERROR_MARGIN, 0.0, 1.0),

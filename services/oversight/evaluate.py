@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.events import Finding, ModelSpec, finding_id
 from shared.policy import escalate, kind_severity, recommended_actions, threshold
-from shared.stats.oversight import ReviewParams, coverage, evaluate as evaluate_reviews, summarize, wilson
+from shared.stats.oversight import ReviewParams, coverage, evaluate as evaluate_reviews, partial_days, summarize, wilson
 from shared.stats.vendor import VIOLATION, compare, period, persistent
 from services.oversight.state import DAY, HISTORY, Config, ModelState, coverage_samples, vendor_days
 
@@ -31,7 +31,9 @@ def review_params(spec: ModelSpec, min_reviews: int) -> ReviewParams:
         rubber_stamp_share=threshold("rubber_stamp_share", o),
         rubber_stamp_min_reviewers=int(threshold("rubber_stamp_min_reviewers", o)),
         workload_ratio=threshold("workload_ratio", o),
-        workload_min_reviews=int(threshold("workload_min_reviews", o)))
+        workload_min_reviews=int(threshold("workload_min_reviews", o)),
+        workload_volume_ratio=threshold("workload_volume_ratio", o),
+        workload_p_value=threshold("workload_p_value", o))
 
 
 def _finding(model_id: str, spec: ModelSpec, kind: str, start: int, end: int, n: int, metrics: dict,
@@ -47,7 +49,7 @@ def reviews_at(model_id: str, ms: ModelState, end: int, cfg: Config, spec: Model
     """The review findings of hour `end` over the trailing period, and the period's summary."""
     start = end - cfg.days * DAY
     total, per_day = summarize(ms.reviews, end, cfg.days)
-    out = evaluate_reviews(total, per_day, review_params(spec, min_reviews))
+    out = evaluate_reviews(total, per_day, review_params(spec, min_reviews), partial_days(end, cfg.days, ms.first_review))
     metrics = out["metrics"]
     summary = {"model_id": model_id, "window_start": _at(start).isoformat(), "window_end": _at(end).isoformat(),
                **{k: out[k] for k in ("metrics", "reviewers", "rubber_stampers", "hours", "days", "conditions")}}

@@ -221,6 +221,7 @@ class ModelState:
     reviews_done: int | None = None  # last hour evaluated
     coverage_done: int | None = None
     first_day: int | None = None  # first vendor day seen
+    first_review: float | None = None  # event time of the first review counted: days before it are partial
 
     def watermark(self, kind: str) -> float:
         return self.wm.get(kind, -math.inf)
@@ -232,7 +233,7 @@ class ModelState:
                 "reviewed": {str(s): _b64(c.keys) for s, c in self.reviewed.items()},
                 "vendors": {v: s.to_dict() for v, s in self.vendors.items()},
                 "labels": [[str(k), *v] for k, v in self.labels.items()],
-                "done": [self.reviews_done, self.coverage_done, self.first_day]}
+                "done": [self.reviews_done, self.coverage_done, self.first_day, self.first_review]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelState:
@@ -295,6 +296,9 @@ def add_reviews(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config
         ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
     starts, on_time = _late(ms, "reviews", ts, cfg)
     idx = _dedup(ms, "reviews", keys, starts, np.flatnonzero(on_time))
+    if idx.size:
+        first = float(ts[idx].min())
+        ms.first_review = first if ms.first_review is None else min(ms.first_review, first)
     for s in np.unique(starts[idx]).tolist():
         at = idx[starts[idx] == s].tolist()
         evs = [events[i] for i in at]

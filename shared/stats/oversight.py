@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 DAY = 86_400
@@ -197,16 +198,20 @@ def workload(day_n: Sequence[int], day_overrides: Sequence[int], quantile: float
     """Override rate on high-volume days (volume at or above the `quantile` of daily volumes)
     against low-volume days (at or below the 1 - `quantile` one). Days without reviews are left out.
 
+    Also reports ``volume_ratio`` (mean volume of high over low days) and ``p_value``, the
+    two-sided pooled two-proportion z-test of the two override rates.
+
     >>> w = workload([100, 100, 400, 400], [10, 10, 4, 4])
-    >>> w["high_rate"], w["low_rate"], round(w["ratio"], 6)
-    (0.01, 0.1, 0.1)
+    >>> w["high_rate"], w["low_rate"], round(w["ratio"], 6), w["volume_ratio"], w["p_value"] < 1e-6
+    (0.01, 0.1, 0.1, 4.0, True)
     """
     n = np.asarray(day_n, dtype=float)
     o = np.asarray(day_overrides, dtype=float)
     keep = n > 0
     n, o = n[keep], o[keep]
     out: dict[str, float | None] = {"days": float(len(n)), "high_n": 0.0, "low_n": 0.0, "high_rate": None,
-                                    "low_rate": None, "ratio": None, "high_volume": None, "low_volume": None}
+                                    "low_rate": None, "ratio": None, "high_volume": None, "low_volume": None,
+                                    "volume_ratio": None, "p_value": None}
     if len(n) < 2:
         return out
     hi_cut, lo_cut = np.quantile(n, quantile), np.quantile(n, 1 - quantile)
@@ -218,6 +223,11 @@ def workload(day_n: Sequence[int], day_overrides: Sequence[int], quantile: float
                low_rate=float(o[lo].sum() / n[lo].sum()))
     if out["low_rate"]:
         out["ratio"] = out["high_rate"] / out["low_rate"]
+    out["volume_ratio"] = out["high_volume"] / out["low_volume"]
+    n1, n2, k1, k2 = n[hi].sum(), n[lo].sum(), o[hi].sum(), o[lo].sum()
+    pooled = (k1 + k2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    out["p_value"] = float(2 * stats.norm.sf(abs(k1 / n1 - k2 / n2) / se)) if se > 0 else 1.0
     return out
 
 
@@ -234,6 +244,8 @@ class ReviewParams:
     workload_quantile: float = 0.75
     workload_ratio: float = 0.5
     workload_min_reviews: int = 100  # in each of the high- and low-volume groups
+    workload_volume_ratio: float = 1.5  # the busy days must be busier than this, by mean volume
+    workload_p_value: float = 0.05  # the two rates must differ significantly
 
 
 def summarize(buckets: Mapping[int, ReviewCounts], end: int, days: int) -> tuple[ReviewCounts, list[list[int]]]:
@@ -251,14 +263,29 @@ def summarize(buckets: Mapping[int, ReviewCounts], end: int, days: int) -> tuple
     return total, per_day
 
 
-def evaluate(total: ReviewCounts, per_day: Sequence[Sequence[int]], p: ReviewParams) -> dict[str, Any]:
+def partial_days(end: int, days: int, since: float | None) -> int:
+    """How many of the oldest trailing 24 h slices of ``[end - days * 86400, end)`` begin before
+    `since` (the first review ever counted): partly before monitoring began, their volume says
+    nothing about workload.
+
+    >>> partial_days(10 * DAY, 7, 5.5 * DAY), partial_days(10 * DAY, 7, 3 * DAY), partial_days(10 * DAY, 7, None)
+    (3, 0, 0)
+    """
+    if since is None:
+        return 0
+    return sum(1 for d in range(days) if end - (days - d) * DAY < since)
+
+
+def evaluate(total: ReviewCounts, per_day: Sequence[Sequence[int]], p: ReviewParams, partial: int = 0) -> dict[str, Any]:
     """A period's review statistics and which oversight conditions hold.
 
     Returns ``{"metrics": {...numbers}, "reviewers": {id: {...}}, "hours": [...], "days": [...],
     "rubber_stampers": [...], "conditions": {kind: bool}}``. A condition never holds on too
     small a sample: override_rate_low needs `override_min_reviews` reviews; rubber-stamping
     needs `rubber_stamp_min_reviewers` reviewers with `min_reviews` each; workload pressure
-    needs `workload_min_reviews` reviews on each side.
+    needs `workload_min_reviews` reviews on each side, busy days `workload_volume_ratio` times
+    busier than quiet ones and rates that differ significantly, and compares only whole days (the
+    `partial` oldest slices, begun before the first review, are left out).
     """
     lo, hi = wilson(total.overrides, total.n)
     metrics: dict[str, float | None] = {
@@ -273,7 +300,8 @@ def evaluate(total: ReviewCounts, per_day: Sequence[Sequence[int]], p: ReviewPar
     share = rate(len(stampers), len(reviewers))
     metrics.update(reviewers_judged=float(len(reviewers)), rubber_stampers=float(len(stampers)),
                    rubber_stamp_share=share)
-    w = workload([d[0] for d in per_day], [d[1] for d in per_day], p.workload_quantile)
+    whole = per_day[partial:]
+    w = workload([d[0] for d in whole], [d[1] for d in whole], p.workload_quantile)
     metrics.update({f"workload_{k}": v for k, v in w.items()})
     metrics.update(anchored_reviews=float(total.initial),
                    initial_disagreement_rate=rate(total.initial_disagree, total.initial),
@@ -283,9 +311,11 @@ def evaluate(total: ReviewCounts, per_day: Sequence[Sequence[int]], p: ReviewPar
         "reviewer_rubber_stamping": len(reviewers) >= p.rubber_stamp_min_reviewers and share is not None
         and share > p.rubber_stamp_share,
         "workload_pressure": w["ratio"] is not None and w["high_n"] >= p.workload_min_reviews
-        and w["low_n"] >= p.workload_min_reviews and w["ratio"] < p.workload_ratio,
+        and w["low_n"] >= p.workload_min_reviews and w["ratio"] < p.workload_ratio
+        and w["volume_ratio"] >= p.workload_volume_ratio and w["p_value"] < p.workload_p_value,
     }
     hours = [{"hour": h, "reviews": k, "overrides": o, "override_rate": rate(o, k)} for h, (k, o) in enumerate(total.hours)]
-    days = [{"reviews": k, "overrides": o, "override_rate": rate(o, k)} for k, o in per_day]
+    days = [{"reviews": k, "overrides": o, "override_rate": rate(o, k), "whole": d >= partial}
+            for d, (k, o) in enumerate(per_day)]
     return {"metrics": metrics, "reviewers": reviewers, "rubber_stampers": stampers, "hours": hours, "days": days,
             "conditions": conditions}

@@ -132,3 +132,31 @@ def test_key_samples_are_order_free():
     b = KeySample(100).update(keys[::-1])
     assert a.keys.tolist() == b.keys.tolist() == np.sort(keys)[:100].tolist()
     assert KeySample.from_list(100, a.to_list()).keys.tolist() == a.keys.tolist()
+
+
+def test_a_partial_first_day_is_not_read_as_a_quiet_day():
+    # monitoring began late on the oldest day: few reviews, and careful ones (before a change)
+    total = ReviewCounts()
+    per_day = [[30, 12], *[[200 + 10 * d, 10] for d in range(6)]]
+    judged = evaluate(total, per_day, ReviewParams(workload_min_reviews=20))
+    assert judged["conditions"]["workload_pressure"]  # as if the busy days were the careless ones
+    whole = evaluate(total, per_day, ReviewParams(workload_min_reviews=20), partial=1)
+    assert not whole["conditions"]["workload_pressure"]
+    assert [d["whole"] for d in whole["days"]] == [False] + [True] * 6
+    assert whole["metrics"]["workload_days"] == 6.0
+
+
+def test_workload_needs_busier_days_and_a_significant_difference():
+    from scipy.stats import chi2_contingency
+    n, o = [600, 610, 590, 605, 595, 620, 580], [40, 22, 45, 30, 41, 25, 44]  # volumes alike: noise
+    flat = evaluate(ReviewCounts(), [list(d) for d in zip(n, o)], ReviewParams())
+    assert flat["metrics"]["workload_volume_ratio"] < 1.5 and not flat["conditions"]["workload_pressure"]
+    n, o = [250, 900, 220, 950, 300, 880, 240], [40, 27, 35, 29, 48, 26, 38]
+    busy = evaluate(ReviewCounts(), [list(d) for d in zip(n, o)], ReviewParams())
+    assert busy["conditions"]["workload_pressure"]
+    m = busy["metrics"]
+    hi, lo = np.array(n) >= np.quantile(n, 0.75), np.array(n) <= np.quantile(n, 0.25)
+    k1, n1, k2, n2 = np.array(o)[hi].sum(), np.array(n)[hi].sum(), np.array(o)[lo].sum(), np.array(n)[lo].sum()
+    _, p, _, _ = chi2_contingency([[k1, n1 - k1], [k2, n2 - k2]], correction=False)  # = the pooled z-test
+    assert m["workload_p_value"] == pytest.approx(p, rel=1e-9)
+    assert m["workload_volume_ratio"] == pytest.approx(np.array(n)[hi].mean() / np.array(n)[lo].mean())
