@@ -44,6 +44,7 @@ bench: test-deps $(BENCH_STAMP)
 	$(PY) -m bench.drift
 	$(PY) -m bench.stats
 	$(PY) -m bench.compare
+	$(PY) -m bench.oversight
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
