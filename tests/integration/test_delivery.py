@@ -211,7 +211,8 @@ async def test_a_new_dispatcher_delivers_what_a_crashed_one_left_once(redis_url,
             await task
         for t in list(crashed._inflight.values()):
             t.cancel()
-        assert await crashed.pending() == 3
+        keys = sorted(k.decode() for k in await crashed.redis.keys(prefix + "*"))
+        assert await crashed.pending() == 3, (keys, [r.status for r in slack.requests])
     slack.fail_for(0)
     async with dispatcher(redis_url, prefix=prefix, slack_webhook_url=slack.url) as heir:
         await slack.await_for(3, timeout=15)

@@ -65,7 +65,7 @@ def payload(notification: dict, routing_key: str) -> dict:
 
 
 class PagerDuty:
-    def __init__(self, receiver: Receiver, client: httpx.AsyncClient):
+    def __init__(self, receiver: Receiver, client: "httpx.AsyncClient | aiohttp.ClientSession"):
         self.receiver, self.client = receiver, client
 
     def __repr__(self) -> str:

@@ -88,7 +88,7 @@ def payload(notification: dict, channel: str | None = None) -> dict:
 
 
 class Slack:
-    def __init__(self, receiver: Receiver, client: httpx.AsyncClient):
+    def __init__(self, receiver: Receiver, client: "httpx.AsyncClient | aiohttp.ClientSession"):
         self.receiver, self.client = receiver, client
 
     def __repr__(self) -> str:

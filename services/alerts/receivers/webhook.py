@@ -32,7 +32,7 @@ def payload(notification: dict) -> dict:
 
 
 class Webhook:
-    def __init__(self, receiver: Receiver, client: httpx.AsyncClient):
+    def __init__(self, receiver: Receiver, client: "httpx.AsyncClient | aiohttp.ClientSession"):
         self.receiver, self.client = receiver, client
 
     def __repr__(self) -> str:
