@@ -21,6 +21,7 @@ opened, repeated or escalated an alert. For a live stream that is the whole dete
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -39,12 +40,13 @@ from shared.events import Finding
 from shared.settings import Settings, get_settings
 
 from services.alerts import lifecycle as lc
-from services.alerts.store import AlertStore
+from services.alerts.store import AlertStore, active_counts
 
 log = logging.getLogger("vigil.alerts")
 TOPIC = kafka.TOPICS["findings"]
 MAX_RAW = 256 * 1024  # bytes of a bad record kept in its dead letter
 SWEEP_SECONDS = 5.0
+COMMIT_SECONDS = 0.5  # offsets applied are committed this often (a replay of the rest is a no-op)
 TRIM_SECONDS = 3600.0
 
 
@@ -147,19 +149,30 @@ class AlertsService:
     # --- findings -----------------------------------------------------------------------------
 
     async def consume(self) -> None:
-        while not self._stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=200, max_records=1_000)
-            self.ready = True
-            if not batches:
-                continue
-            try:
-                await self.handle([r for records in batches.values() for r in records])
-            except Exception:
-                for tp, records in batches.items():  # Redis away: read them again (the seen marks skip the done)
-                    self.consumer.seek(tp, records[0].offset)
-                raise
-            await self.drain()
-            await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        """Poll, apply, kick the outbox drain (its own task, so publishing and delivering overlap
+        the next poll) and commit the offsets applied, at most every COMMIT_SECONDS."""
+        offsets: dict = {}
+        last_commit = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batches = await self.consumer.getmany(timeout_ms=100, max_records=1_000)
+                self.ready = True
+                if batches:
+                    try:
+                        await self.handle([r for records in batches.values() for r in records])
+                    except Exception:
+                        for tp, records in batches.items():  # Redis away: read them again (stored findings are skipped)
+                            self.consumer.seek(tp, records[0].offset)
+                        raise
+                    self.kick()
+                    offsets.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                if offsets and time.monotonic() - last_commit >= COMMIT_SECONDS:
+                    await self.consumer.commit(offsets)
+                    offsets, last_commit = {}, time.monotonic()
+        finally:
+            if offsets:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.consumer.commit(offsets), 5)
 
     async def handle(self, records) -> None:
         """Decode and validate a batch of records, then apply their findings in one transaction."""
@@ -208,13 +221,13 @@ class AlertsService:
                 await asyncio.gather(*futures)
                 published = self.clock()
                 for raw, e in zip(entries, parsed):
-                    if e.get("reason") == "findings":
+                    if e.get("cause") == "findings":
                         for a in e["alerts"]:
                             if a["status"] != "resolved":
                                 m.DETECTION_LATENCY.observe(max(0.0, published - lc.parse_time(
                                     a["latest"]["window_end"]).timestamp()))
                     for a, _reason in e["notify"]:
-                        await self.dispatcher.submit(lc.public(a), e["model"])
+                        await self.dispatcher.submit(lc.public(a), e["models"][a["model_id"]])
                     await self.store.done(raw)
                     done += 1
 
@@ -229,18 +242,18 @@ class AlertsService:
 
     # --- the sweep ----------------------------------------------------------------------------
 
-    async def resettle_all(self, now: datetime | None = None, resolve_stale: bool = True) -> int:
-        changed = await self.store.resettle_all(now or self.now(), resolve_stale)
+    async def resettle_all(self, now: datetime | None = None, resolve_stale: bool = True,
+                           open_alerts: list[dict] | None = None) -> int:
+        changed = await self.store.resettle_all(now or self.now(), resolve_stale, open_alerts=open_alerts)
         if changed:
             self.kick()
         return changed
 
     async def sweep(self) -> None:
-        now = self.now()
-        await self.resettle_all(now)
-        counts = await self.store.active_counts()
-        for sev, n in counts.items():
+        open_alerts = await self.store.open_alerts()
+        for sev, n in active_counts(open_alerts).items():
             m.ALERTS_ACTIVE.labels(severity=sev).set(n)
+        await self.resettle_all(self.now(), open_alerts=open_alerts)
 
     async def sweep_loop(self) -> None:
         last_trim = 0.0

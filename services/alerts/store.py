@@ -6,7 +6,7 @@ model mode and an outbox entry holding what must still be published and notified
 all together or not at all. A crash before EXEC leaves nothing (the finding is read again, its
 offset was not committed); after EXEC the outbox entry is there and `drain` publishes it (again,
 after a restart: at least once on Kafka; the Dispatcher is idempotent on (alert_id, revision)).
-The same finding_id twice changes nothing: the seen mark is checked inside the transaction.
+The same finding_id twice changes nothing: its stored copy is checked inside the transaction.
 
 Keys (prefix ``vigil:alerts:``)::
 
@@ -14,8 +14,8 @@ Keys (prefix ``vigil:alerts:``)::
     fp:<fingerprint>       {"alert_id": open alert or null, "generation": n}
     open, open:<model>     sets of open (unresolved) alert ids
     index                  zset alert_id -> epoch of its last change (listing; trimmed after retention)
-    seen:<finding_id>      processed mark, TTL findings_retention_days
-    finding:<id>           JSON finding, same TTL
+    finding:<id>           JSON finding, TTL findings_retention_days; also the "seen" mark
+    ver:<model>            raised by every transaction that writes the model's alerts (what is WATCHed)
     findings, findings:<model>   zsets finding_id -> window_end epoch (GET /v1/findings)
     silences               hash id -> JSON silence (Alertmanager's shape)
     actions, actions:<model>     lists of JSON actions, newest first, capped
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -76,6 +77,44 @@ class Step:
     fn: Callable
 
 
+class _Writes:
+    """The writes of one transaction, gathered so each kind is one command (pure-Python reply
+    parsing costs per command, not per argument), then queued on the MULTI pipeline."""
+
+    def __init__(self, pipe, cause: str):
+        self.pipe, self.cause = pipe, cause
+        self.mset: dict[str, bytes] = {}
+        self.index: dict[str, float] = {}
+        self.sadd: dict[str, list] = defaultdict(list)
+        self.srem: dict[str, list] = defaultdict(list)
+        self.lpush: dict[str, list] = defaultdict(list)
+        self.zadd: dict[str, dict] = defaultdict(dict)
+        self.models: dict[str, dict] = {}
+        self.alerts: list[dict] = []
+        self.actions: list[dict] = []
+        self.notify: list[list] = []
+
+    def queue(self) -> None:
+        p = self.pipe
+        if self.mset:
+            p.mset(self.mset)
+        if self.index:
+            p.zadd(_k("index"), self.index)
+        for key, members in self.srem.items():
+            p.srem(key, *members)
+        for key, members in self.sadd.items():
+            p.sadd(key, *members)
+        for key, values in self.lpush.items():
+            p.lpush(key, *values)
+            p.ltrim(key, 0, MAX_ACTIONS - 1)
+        for key, scores in self.zadd.items():
+            p.zadd(key, scores)
+        if self.alerts or self.actions:
+            entry = {"id": uuid.uuid4().hex, "cause": self.cause, "models": self.models, "alerts": self.alerts,
+                     "actions": self.actions, "notify": self.notify}
+            p.rpush(_k("outbox"), orjson.dumps(entry))
+
+
 class NotFound(KeyError):
     """No alert or silence with that id."""
 
@@ -97,19 +136,29 @@ class AlertStore:
 
     async def model(self, model_id: str) -> dict:
         """The registry's view the alerts need: owners, labels, risk tier, runbook URL (a model
-        label ``runbook_url``). An unknown model has none."""
-        cached = self._models.get(model_id)
-        if cached is not None and time.monotonic() - cached[0] < REGISTRY_TTL:
-            return cached[1]
-        raw = await self.redis.get(f"vigil:registry:model:{model_id}")
-        spec = _loads(raw) or {}
-        labels = spec.get("labels") or {}
-        model = {"owners": list(spec.get("owners") or []), "labels": dict(labels),
-                 "risk_tier": spec.get("risk_tier", "medium"), "runbook_url": labels.get("runbook_url")}
-        if len(self._models) > 100_000:
-            self._models.clear()
-        self._models[model_id] = (time.monotonic(), model)
-        return model
+        label ``runbook_url``). An unknown model has none. Cached REGISTRY_TTL seconds."""
+        return (await self.models([model_id]))[model_id]
+
+    async def models(self, model_ids: list[str]) -> dict[str, dict]:
+        out, missing = {}, []
+        t = time.monotonic()
+        for m in model_ids:
+            cached = self._models.get(m)
+            if cached is not None and t - cached[0] < REGISTRY_TTL:
+                out[m] = cached[1]
+            else:
+                missing.append(m)
+        if missing:
+            if len(self._models) > 100_000:
+                self._models.clear()
+            raws = await self.redis.mget([f"vigil:registry:model:{m}" for m in missing])
+            for m, raw in zip(missing, raws):
+                spec = _loads(raw) or {}
+                labels = spec.get("labels") or {}
+                out[m] = {"owners": list(spec.get("owners") or []), "labels": dict(labels),
+                          "risk_tier": spec.get("risk_tier", "medium"), "runbook_url": labels.get("runbook_url")}
+                self._models[m] = (t, out[m])
+        return out
 
     async def alert(self, alert_id: str) -> dict | None:
         return _loads(await self.redis.get(_k("alert", alert_id)))
@@ -183,7 +232,7 @@ class AlertStore:
             raise ValueError("one step per model and transaction")
         if not steps:
             return []
-        models = {st.model_id: await self.model(st.model_id) for st in steps}
+        models = await self.models([st.model_id for st in steps])
         keys = sorted({k for st in steps for k in st.keys})
         for _ in range(TX_RETRIES):
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -225,48 +274,49 @@ class AlertStore:
                         await pipe.unwatch()
                         return results
                     pipe.multi()
+                    w = _Writes(pipe, "findings" if all(isinstance(x[4], list) for x in writes) else str(writes[0][4]))
                     for model_id, model, settled, actions, reason, extra in writes:
-                        self._write(pipe, model_id, model, settled, actions, now, modes[model_id], reason)
+                        self._write(w, model_id, model, settled, actions, now, modes[model_id])
                         pipe.incr(_k("ver", model_id))
                         if extra is not None:
-                            extra(pipe)
+                            extra(w)
+                    w.queue()
                     await pipe.execute()
                     return results
                 except WatchError:
                     continue
         raise RuntimeError(f"models {sorted(models)[:5]}: alert state kept changing; gave up after {TX_RETRIES} attempts")
 
-    def _write(self, pipe, model_id: str, model: dict, settled: lc.Settled, actions: list[dict], now: datetime,
-               current_mode: dict | None, reason: str) -> None:
+    def _write(self, w: "_Writes", model_id: str, model: dict, settled: lc.Settled, actions: list[dict],
+               now: datetime, current_mode: dict | None) -> None:
         ts = now.timestamp()
         # a fingerprint's resolved alerts first (oldest generation first), its open one last
         for a in sorted(settled.changed, key=lambda a: (not a.get("resolved_at"), a["generation"])):
             aid = a["alert_id"]
-            pipe.set(_k("alert", aid), orjson.dumps(a))
-            pipe.zadd(_k("index"), {aid: ts})
+            w.mset[_k("alert", aid)] = orjson.dumps(a)
+            w.index[aid] = ts
             if a.get("resolved_at"):
-                pipe.srem(_k("open"), aid)
-                pipe.srem(_k("open", model_id), aid)
-                pipe.set(_k("fp", a["fingerprint"]), orjson.dumps({"alert_id": None, "generation": a["generation"] + 1}))
+                w.srem[_k("open")].append(aid)
+                w.srem[_k("open", model_id)].append(aid)
+                w.mset[_k("fp", a["fingerprint"])] = orjson.dumps({"alert_id": None, "generation": a["generation"] + 1})
             else:
-                pipe.sadd(_k("open"), aid)
-                pipe.sadd(_k("open", model_id), aid)
-                pipe.set(_k("fp", a["fingerprint"]), orjson.dumps({"alert_id": aid, "generation": a["generation"]}))
+                w.sadd[_k("open")].append(aid)
+                w.sadd[_k("open", model_id)].append(aid)
+                w.mset[_k("fp", a["fingerprint"])] = orjson.dumps({"alert_id": aid, "generation": a["generation"]})
         mode = None
         for x in actions:
             raw = orjson.dumps(x)
-            for key in (_k("actions"), _k("actions", model_id)):
-                pipe.lpush(key, raw)
-                pipe.ltrim(key, 0, MAX_ACTIONS - 1)
+            w.lpush[_k("actions")].append(raw)
+            w.lpush[_k("actions", model_id)].append(raw)
             if x["type"] == "enable_human_review" and (current_mode or {}).get("mode") != "human_review" and mode is None:
                 mode = {"mode": "human_review", "since": lc.iso(now), "reason": x["reason"], "by": "vigil",
                         "alert_id": x["alert_id"]}
-                self._set_mode(pipe, model_id, mode)
+                self._set_mode(w.pipe, model_id, mode)
         if settled.changed or actions:
-            entry = {"id": uuid.uuid4().hex, "reason": reason if isinstance(reason, str) else "findings", "model_id": model_id, "model": model,
-                     "alerts": [lc.public(a) for a in settled.changed], "actions": actions,
-                     "notify": [[a, reason] for a, reason in settled.notify]}
-            pipe.rpush(_k("outbox"), orjson.dumps(entry))
+            w.models[model_id] = model
+            w.alerts += [lc.public(a) for a in settled.changed]
+            w.actions += actions
+            w.notify += [[a, reason] for a, reason in settled.notify]
 
     def _set_mode(self, pipe, model_id: str, mode: dict) -> None:
         raw = orjson.dumps(mode)
@@ -295,16 +345,15 @@ class AlertStore:
         by_model: dict[str, dict[str, dict]] = {}
         for f in findings:
             by_model.setdefault(f["model_id"], {}).setdefault(f["finding_id"], f)
-        steps = []
-        for model_id, unique in by_model.items():
-            owners = (await self.model(model_id))["owners"]
-            steps.append(self._finding_step(model_id, list(unique.values()), owners, now))
+        models = await self.models(list(by_model))
+        steps = [self._finding_step(model_id, list(unique.values()), models[model_id]["owners"], now)
+                 for model_id, unique in by_model.items()]
         return await self._run(steps, now)
 
     def _finding_step(self, model_id: str, unique: list[dict], owners: list[str], now: datetime) -> Step:
         fps = {f["finding_id"]: _k("fp", lc.fingerprint(model_id, f["kind"], f.get("feature"), f.get("vendor")))
                for f in unique}
-        seen_keys = [_k("seen", f["finding_id"]) for f in unique]
+        seen_keys = [_k("finding", f["finding_id"]) for f in unique]  # a finding stored is a finding seen
 
         def fn(before, silences, values):
             todo = [f for f, k in zip(unique, seen_keys) if values.get(k) is None]
@@ -326,14 +375,13 @@ class AlertStore:
                     state["alert_id"] = None if a.get("resolved_at") else a["alert_id"]
                     state["generation"] = a["generation"] + 1 if a.get("resolved_at") else a["generation"]
 
-            def extra(p):
+            def extra(w):
                 for f in todo:
                     fid = f["finding_id"]
                     score = _epoch(f["window_end"])
-                    p.set(_k("seen", fid), 1, ex=self.retention)
-                    p.set(_k("finding", fid), orjson.dumps(f), ex=self.retention)
-                    p.zadd(_k("findings"), {fid: score})
-                    p.zadd(_k("findings", model_id), {fid: score})
+                    w.pipe.set(_k("finding", fid), orjson.dumps(f), ex=self.retention)
+                    w.zadd[_k("findings")][fid] = score
+                    w.zadd[_k("findings", model_id)][fid] = score
             return after, reasons, actions, extra
 
         return Step(model_id, [*seen_keys, *sorted(set(fps.values()))], fn)
@@ -369,17 +417,20 @@ class AlertStore:
         out = (await self._run([self._resettle_step(model_id, now, resolve_stale)], now))[0]
         return out if out and out.changed else None
 
-    async def resettle_all(self, now: datetime, resolve_stale: bool = True, chunk: int = 200) -> int:
+    async def resettle_all(self, now: datetime, resolve_stale: bool = True, chunk: int = 200,
+                           open_alerts: list[dict] | None = None) -> int:
         """`resettle` every model whose open alerts would change, found first by a read-only pass
-        (so a sweep over many quiet models writes nothing). Returns the models changed."""
+        over the open alerts (read here unless given) so a sweep over many quiet models writes
+        nothing. Returns the models changed."""
         silences = await self.silences()
         by_model: dict[str, dict[str, dict]] = {}
-        for a in await self._open_alerts():
+        for a in open_alerts if open_alerts is not None else await self.open_alerts():
             by_model.setdefault(a["model_id"], {})[a["alert_id"]] = a
         due = []
+        models = await self.models(list(by_model))
         for model_id, before in by_model.items():
             after, _, _, _ = self._resettle_step(model_id, now, resolve_stale).fn(before, silences, {})
-            labels = (await self.model(model_id))["labels"]
+            labels = models[model_id]["labels"]
             if lc.settle(before, after, labels, silences, now, self.rules).changed:
                 due.append(model_id)
         changed = 0
@@ -422,21 +473,26 @@ class AlertStore:
             await self.redis.zrem(_k("index"), *gone)
             await self.redis.delete(*[_k("alert", x.decode()) for x in gone])
 
-    async def active_counts(self) -> dict[str, int]:
-        """Open alerts that are firing or acknowledged, by severity (vigil_alerts_active)."""
-        counts = dict.fromkeys(lc.policy.SEVERITIES, 0)
-        for a in await self._open_alerts():
-            if a["status"] in ("firing", "acknowledged"):
-                counts[a["severity"]] += 1
-        return counts
-
-    async def _open_alerts(self) -> list[dict]:
+    async def open_alerts(self) -> list[dict]:
         ids = list(await self.redis.smembers(_k("open")))
         out = []
         for i in range(0, len(ids), 500):
             out += [orjson.loads(r) for r in await self.redis.mget([_k("alert", x.decode()) for x in ids[i:i + 500]])
                     if r is not None]
         return out
+
+
+def active_counts(alerts: list[dict]) -> dict[str, int]:
+    """Open alerts that are firing or acknowledged, by severity (vigil_alerts_active).
+
+    >>> active_counts([{"status": "firing", "severity": "high"}, {"status": "silenced", "severity": "high"}])
+    {'low': 0, 'medium': 0, 'high': 1, 'critical': 0}
+    """
+    counts = dict.fromkeys(lc.policy.SEVERITIES, 0)
+    for a in alerts:
+        if a["status"] in ("firing", "acknowledged"):
+            counts[a["severity"]] += 1
+    return counts
 
 
 def new_silence(body: dict, now: datetime) -> Silence:
