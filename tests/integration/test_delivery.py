@@ -247,3 +247,40 @@ async def test_secrets_stay_out_of_logs(redis_url, caplog):
         assert await d.pending() == 2
         assert token not in repr(d.routing.receivers) and token not in repr(d)
     assert "failed" in caplog.text and token not in caplog.text
+
+
+async def test_timers_follow_group_wait_group_interval_and_repeat_interval(redis_url, slack_receiver):
+    """Alertmanager's timing, on an injected clock: nothing moves but `now`."""
+    slack, m = slack_receiver, model_id()
+    now = [1000.0]
+    settings = Settings(redis_url=redis_url, slack_webhook_url=slack.url, group_wait_seconds=30,
+                        group_interval_seconds=300, repeat_interval_seconds=3600)
+    redis = connect(redis_url)
+    d = Dispatcher(redis, settings, Routing.load(settings), clock=lambda: now[0], prefix=f"test:{uuid.uuid4().hex}:")
+
+    async def at(t: float) -> int:
+        now[0] = t
+        await d.tick()
+        await asyncio.sleep(0.2)  # the receiver records after answering
+        return len(slack.accepted)
+
+    try:
+        await d.submit(alert(m, "high", kind="data_drift", feature="a"), MODEL)
+        assert await at(1029.9) == 0                      # group_wait not over
+        await d.submit(alert(m, "medium", kind="data_drift", feature="b"), MODEL)  # joins the waiting group
+        assert await at(1030.0) == 1                      # one message, both alerts
+        assert slack.accepted[0].body["text"].startswith(f"[HIGH] {m}: 2 alert(s) firing")
+        await d.submit(alert(m, "high", kind="data_drift", feature="b", revision=2), MODEL)  # escalated
+        assert await at(1100.0) == 1                      # held: group_interval since the last flush
+        assert await at(1330.0) == 2                      # 1030 + 300
+        assert await at(1630.0) == 2 and await at(4630.0) == 2  # unchanged: no news, repeat not due
+        assert await at(4930.0) == 3                      # 1330 + 3600: the repeat (both alerts)
+        assert len(slack.accepted[-1].body["blocks"]) == 6
+        await d.submit(alert(m, "high", status="resolved", kind="data_drift", feature="a", revision=2), MODEL)
+        assert await at(5000.0) == 3 and await at(5230.0) == 4
+        last = slack.accepted[-1].body
+        assert "resolved" in str(last["blocks"]) and last["text"].startswith(f"[HIGH] {m}: 1 alert(s) firing")
+    finally:
+        await d.stop()
+        await redis.aclose()
+    assert slack.errors == []
