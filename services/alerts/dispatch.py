@@ -11,6 +11,9 @@ Redis so a restart loses nothing:
   for `repeat_interval`; `needs_notify` is the pure decision) go out in one notification
   per group (PagerDuty: one event per alert, its dedup_key being the fingerprint). Later
   changes are flushed no sooner than `group_interval` after the previous flush.
+- An alert whose new state routes it away from a receiver it fired at (its severity moved)
+  leaves that group; PagerDuty then gets a resolve for it (an incident is never left open),
+  chat and mail receivers are not told.
 - A flush writes its notifications into the outbox and the group's "last notified" state in
   one Lua call (all or nothing). The outbox is a hash of notifications, a list per group
   (a lane: one lane's notifications are delivered in order, so a resolve never overtakes
@@ -71,16 +74,31 @@ local targets = {}
 for i = 8, #ARGV, 5 do targets[ARGV[i]] = true end
 for _, gk in ipairs(redis.call('SMEMBERS', where)) do
   if not targets[gk] then
-    redis.call('HDEL', p .. 'g:' .. gk .. ':alerts', id)
-    redis.call('HDEL', p .. 'g:' .. gk .. ':sent', id)
-    redis.call('HINCRBY', p .. 'g:' .. gk .. ':meta', 'ver', 1)
-    redis.call('SREM', where, gk)
+    local g = p .. 'g:' .. gk
+    local prev = redis.call('HGET', g .. ':sent', id)
+    if prev and string.find(prev, '"status":"firing"', 1, true) then
+      -- notified as firing here: the group's next flush tells the receiver it is over for it
+      redis.call('HSET', g .. ':alerts', id, alert)
+      redis.call('HSET', g .. ':left', id, '1')
+      local meta = g .. ':meta'
+      local due = math.max(now, tonumber(redis.call('HGET', meta, 'last_flush') or '0')
+                                + tonumber(redis.call('HGET', meta, 'group_interval') or '0'))
+      local t = redis.call('ZSCORE', p .. 'timers', gk)
+      if (not t) or tonumber(t) > due then redis.call('ZADD', p .. 'timers', due, gk) end
+    else
+      redis.call('HDEL', g .. ':alerts', id)
+      redis.call('HDEL', g .. ':sent', id)
+      redis.call('HDEL', g .. ':left', id)
+      redis.call('SREM', where, gk)
+    end
+    redis.call('HINCRBY', g .. ':meta', 'ver', 1)
   end
 end
 for i = 8, #ARGV, 5 do
   local gk = ARGV[i]
   local meta = p .. 'g:' .. gk .. ':meta'
   redis.call('HSET', p .. 'g:' .. gk .. ':alerts', id, alert)
+  redis.call('HDEL', p .. 'g:' .. gk .. ':left', id)
   redis.call('SADD', where, gk)
   redis.call('HSET', meta, 'model', model, 'receiver', ARGV[i + 1], 'group_wait', ARGV[i + 2],
              'group_interval', ARGV[i + 3], 'repeat_interval', ARGV[i + 4])
@@ -109,9 +127,11 @@ if (redis.call('HGET', meta, 'ver') or '0') ~= ver then return 0 end
 redis.call('HINCRBY', meta, 'ver', 1)
 redis.call('HSET', meta, 'last_flush', ARGV[4])
 for id, v in pairs(ops.sent_set) do redis.call('HSET', sent, id, v) end
+local left = p .. 'g:' .. gk .. ':left'
 for _, id in ipairs(ops.drop) do
   redis.call('HDEL', alerts, id)
   redis.call('HDEL', sent, id)
+  redis.call('HDEL', left, id)
   redis.call('SREM', p .. 'where:' .. id, gk)
 end
 local lane = p .. 'lane:' .. gk
@@ -122,7 +142,7 @@ for _, n in ipairs(ops.notifications) do
 end
 if redis.call('HLEN', alerts) == 0 then
   redis.call('ZREM', p .. 'timers', gk)
-  redis.call('DEL', alerts, sent, meta)
+  redis.call('DEL', alerts, sent, meta, left)
 else
   redis.call('ZADD', p .. 'timers', ops.timer, gk)
 end
@@ -302,7 +322,7 @@ class Dispatcher:
                 async with asyncio.timeout(max(0.0, min(wait, self.poll_seconds))):
                     await self._wake.wait()
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop; deliveries under way get `timeout` s to finish (else their lease brings them back)."""
         self._stopping = True
         self._wake.set()
@@ -318,9 +338,16 @@ class Dispatcher:
             self._notifiers.clear()
 
     async def tick(self) -> None:
-        """One pass of the loop, waiting for the deliveries it starts (tests, benches)."""
-        await self._pass()
-        await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+        """Passes of the loop at the clock's `now` until nothing more is due then (tests, benches).
+
+        Waits for the deliveries it starts; a lane's next notification, due when the one
+        before it is done, goes out in the same tick.
+        """
+        for _ in range(1000):
+            await self._pass()
+            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+            if await self._next_due() > self.clock():
+                return
 
     async def _pass(self) -> None:
         now = self.clock()
@@ -347,14 +374,17 @@ class Dispatcher:
         for _ in range(20):
             pipe = self.redis.pipeline(transaction=False)
             for gk in groups:
-                for part in ("meta", "alerts", "sent"):
+                for part in ("meta", "alerts", "sent", "left"):
                     pipe.hgetall(f"{self.prefix}g:{gk}:{part}")
             raw = await pipe.execute()
             plans = []
             for i, gk in enumerate(groups):
-                raw_meta, raw_alerts, raw_sent = raw[3 * i: 3 * i + 3]
+                raw_meta, raw_alerts, raw_sent, raw_left = raw[4 * i: 4 * i + 4]
                 meta = {_s(k): _s(v) for k, v in raw_meta.items()}
                 alerts = {_s(k): orjson.loads(v) for k, v in raw_alerts.items()}
+                for k in raw_left:  # routed elsewhere since it fired here: over, for this receiver
+                    if _s(k) in alerts:
+                        alerts[_s(k)] = {**alerts[_s(k)], "status": "resolved", "rerouted": True}
                 sent = {_s(k): orjson.loads(v) for k, v in raw_sent.items()}
                 ops, made = self._plan(gk, meta, alerts, sent, now)
                 plans.append((gk, meta.get("ver", "0"), ops, made))
@@ -382,6 +412,8 @@ class Dispatcher:
         firing, changed, held = [], [], 0
         for alert_id, alert in sorted(alerts.items(), key=lambda kv: kv[1].get("first_seen") or ""):
             reason = needs_notify(alert, sent.get(alert_id), now, repeat, receiver.send_resolved)
+            if alert.get("rerouted") and receiver.type != "pagerduty":
+                reason = None  # a chat message "resolved" would mislead: it moved to another route
             status = alert.get("status")
             if status == "firing":
                 firing.append(alert)

@@ -13,14 +13,16 @@ import time
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.alerts.dispatch import Dispatcher
 from services.alerts.routing import Routing
 from shared.metrics import NOTIFICATIONS
 from shared.redis import connect
 from shared.settings import Settings
-from tests.receivers import (pagerduty_receiver, slack_receiver, smtp_receiver,  # noqa: F401 (fixtures)
-                             webhook_receiver)
+from tests.receivers import (PagerDutyReceiver, pagerduty_receiver, slack_receiver,  # noqa: F401 (fixtures)
+                             smtp_receiver, webhook_receiver)
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -284,3 +286,49 @@ async def test_timers_follow_group_wait_group_interval_and_repeat_interval(redis
         await d.stop()
         await redis.aclose()
     assert slack.errors == []
+
+
+@given(ops=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["firing", "resolved"]),
+                              st.sampled_from(["medium", "high", "critical"]), st.sampled_from([0.0, 0.5, 40.0])),
+                    min_size=1, max_size=12))
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+def test_pagerduty_sees_each_incident_open_before_it_closes_and_ends_in_the_last_state(redis_url, ops):
+    """Any order of changes to three alerts of one model, PagerDuty routed critical only: per
+    dedup_key the events start with a trigger, a resolve only follows a trigger, and the last
+    event matches the last state (open while firing critical; resolved, or moved off the
+    PagerDuty route by a lower severity, closes it)."""
+    asyncio.run(_incidents(redis_url, ops))
+
+
+async def _incidents(redis_url: str, ops) -> None:
+    m, now = model_id(), [1000.0]
+    with PagerDutyReceiver() as pd:
+        settings = Settings(redis_url=redis_url, pagerduty_routing_key="key", pagerduty_url=pd.url,
+                            group_wait_seconds=30, group_interval_seconds=60, repeat_interval_seconds=10**6)
+        redis = connect(redis_url)
+        d = Dispatcher(redis, settings, Routing.load(settings), clock=lambda: now[0],
+                       prefix=f"test:{uuid.uuid4().hex}:")
+        revision, last = {}, {}
+        try:
+            for i, status, severity, dt in ops:
+                revision[i] = revision.get(i, 0) + 1
+                await d.submit(alert(m, severity, status, revision[i], feature=f"f{i}"), MODEL)
+                last[i] = status == "firing" and severity == "critical"
+                now[0] += dt
+                await d.tick()
+            now[0] += 120
+            await d.tick()
+            assert await d.pending() == 0
+        finally:
+            await d.stop()
+            await redis.aclose()
+        await asyncio.sleep(0.1)  # the receiver records after answering
+    assert pd.errors == []
+    for i, is_open in last.items():
+        actions = [e["event_action"] for e in pd.events(f"{m}:data_drift:f{i}")]
+        assert all(not (a == b == "resolve") for a, b in zip(actions, actions[1:])), (ops, actions)
+        assert not actions or actions[0] == "trigger", (ops, actions)
+        if is_open:
+            assert actions and actions[-1] == "trigger", (ops, actions)
+        else:
+            assert not actions or actions[-1] == "resolve", (ops, actions)

@@ -200,3 +200,13 @@ def test_durations_add_up(h, m, s):
 
 def test_secret_fields_are_secretstr(routing):
     assert isinstance(routing.receivers["fraud-slack"].url, SecretStr)
+
+
+@pytest.mark.parametrize("module", ["services.alerts.routing", "services.alerts.dispatch"])
+def test_the_doctests_pass(module):
+    """routing's examples, and the dispatcher's pure decisions (needs_notify, backoff)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

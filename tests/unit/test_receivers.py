@@ -187,3 +187,14 @@ async def test_smtp_refusing_connection_is_retryable_and_hides_the_password():
     r = Receiver("m", "email", smtp_url=SecretStr(f"smtp://u:PASSWORD9@127.0.0.1:{free_port()}"), to=("a@x.io",))
     out = await build(r, httpx.AsyncClient()).send(note(alert()))
     assert out.retryable and "PASSWORD9" not in out.error
+
+
+@pytest.mark.parametrize("module", ["services.alerts.receivers", "services.alerts.receivers.slack",
+                                    "services.alerts.receivers.pagerduty", "services.alerts.receivers.webhook",
+                                    "services.alerts.receivers.email"])
+def test_the_doctests_pass(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
