@@ -202,6 +202,9 @@ class Routing:
             add(Receiver("webhook", "webhook", url=SecretStr(settings.webhook_url)), "critical|high|medium")
         if settings.smtp_url:
             to, sender = smtp_addresses(settings.smtp_url.get_secret_value())
+            if not to:
+                raise RoutingError("<settings>:0: smtp_url: VIGIL_SMTP_URL needs ?to=<address>[,<address>...] "
+                                   "when no routing file names the e-mail receivers")
             add(Receiver("email", "email", smtp_url=settings.smtp_url, to=to, sender=sender),
                 "critical|high|medium")
         root = Route(receiver=None, match={}, continue_=False, routes=tuple(routes), **timers)

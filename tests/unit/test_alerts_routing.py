@@ -109,6 +109,11 @@ def test_defaults_by_tier_only_with_configured_receivers():
     assert routing.receivers["email"].to == ("a@x.io",)
 
 
+def test_default_email_without_recipients_is_refused():
+    with pytest.raises(RoutingError, match=r"^<settings>:0: smtp_url: VIGIL_SMTP_URL needs \?to="):
+        Routing.load(Settings(smtp_url="smtp://u:secret@mail:25"))
+
+
 def test_load_reads_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_TEST_PD_KEY", "k")
     path = tmp_path / "routing.yaml"
