@@ -239,11 +239,12 @@ class Dispatcher:
 
     `client`: an httpx.AsyncClient to send with; by default the dispatcher makes its own
     aiohttp session (a dependency already, through faust-streaming), measured several times
-    cheaper per request than httpx on this machine. Keyword arguments beyond the contract's
-    are for tests and benches: `backoff_base` and
-    `backoff_cap` (seconds), `lease_seconds` (how long a notification being sent is held
-    before another attempt may take it), `poll_seconds` (the longest the loop sleeps),
-    `concurrency` (deliveries at once), `rng`.
+    cheaper per request than httpx here. `clock`: seconds since the epoch, injectable (tests
+    drive it with `tick()`). Keyword arguments beyond the contract's are for tests and
+    benches: `backoff_base` and `backoff_cap` (seconds), `lease_seconds` (how long a
+    notification being sent is held before another attempt may take it), `poll_seconds` (the
+    longest the loop sleeps), `concurrency` (deliveries at once), `rng`, `prefix` (of every
+    Redis key, default "vigil:notify:").
     """
 
     def __init__(self, redis, settings, routing: Routing, *, client: "httpx.AsyncClient | None" = None,
@@ -276,7 +277,8 @@ class Dispatcher:
         """Route an alert change into its groups; durable in Redis before it returns.
 
         Idempotent on (alert_id, revision): a revision not above the last one submitted for
-        the alert changes nothing. An alert no longer routed to a group leaves it silently.
+        the alert changes nothing. An alert no longer routed to a group leaves it (PagerDuty,
+        where it fired, gets its resolve).
         """
         model = model or {}
         routes = self.routing.match(alert, model.get("labels") or {})
