@@ -446,10 +446,22 @@ class Settled(NamedTuple):
     notify: list[tuple[dict, str]]
 
 
+def _is_source(alert: dict | None, model_labels: dict | None, rules: tuple[InhibitRule, ...]) -> bool:
+    if alert is None or alert.get("resolved_at"):
+        return False
+    labels = labels_of(alert, model_labels)
+    return any(all(m.matches(labels) for m in r.source) for r in rules)
+
+
 def settle(before: dict[str, dict], after: dict[str, dict], model_labels: dict | None, silences: list[Silence],
-           now: datetime, rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES) -> Settled:
+           now: datetime, rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES, full: bool = True) -> Settled:
     """Recompute silences and inhibitions of one model's alerts (``after``: alert_id -> alert, the
     open ones and any just changed) and decide what notifies, against ``before``.
+
+    ``full=False`` recomputes only the alerts that changed, unless a changed alert is or was an
+    inhibition source (then all): for a finding, whose silences and time barely moved. The
+    sweep and silence changes settle in full, so a silence that began or ended applies to
+    unchanged alerts within one sweep.
 
     >>> f = {"finding_id": "f1", "kind": "k", "model_id": "m", "severity": "medium", "n": 1, "metrics": {},
     ...      "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:15:00Z"}
@@ -463,12 +475,16 @@ def settle(before: dict[str, dict], after: dict[str, dict], model_labels: dict |
     >>> sorted((a["severity"], a["status"]) for a in s2.changed), [(a["severity"], r) for a, r in s2.notify]
     ([('critical', 'firing'), ('medium', 'silenced')], [('critical', 'firing')])
     """
-    open_ = [(a, labels_of(a, model_labels)) for a in after.values() if not a.get("resolved_at")]
+    moved = [aid for aid, a in after.items() if aid not in before or before[aid]["revision"] != a["revision"]]
+    if not full:
+        full = any(_is_source(before.get(aid), model_labels, rules) or _is_source(after[aid], model_labels, rules)
+                   for aid in moved)
+    sources = [(a, labels_of(a, model_labels)) for a in after.values() if _is_source(a, model_labels, rules)]
     changed, notify = [], []
-    for aid in sorted(after):
+    for aid in sorted(after) if full else sorted(moved):
         a = after[aid]
         if not a.get("resolved_at"):
-            a = suppress(a, *suppression(a, labels_of(a, model_labels), silences, open_, now, rules))
+            a = suppress(a, *suppression(a, labels_of(a, model_labels), silences, sources, now, rules))
         prev = before.get(aid)
         if prev is not None and a["revision"] == prev["revision"]:
             continue

@@ -13,6 +13,7 @@ Keys (prefix ``vigil:alerts:``)::
     alert:<id>             JSON alert (lifecycle's dict)
     fp:<fingerprint>       {"alert_id": open alert or null, "generation": n}
     open, open:<model>     sets of open (unresolved) alert ids
+    models                 set of the models that have had open alerts (the sweep's list)
     index                  zset alert_id -> epoch of its last change (listing; trimmed after retention)
     finding:<id>           JSON finding, TTL findings_retention_days; also the "seen" mark
     ver:<model>            raised by every transaction that writes the model's alerts (what is WATCHed)
@@ -75,6 +76,7 @@ class Step:
     model_id: str
     keys: list[str]
     fn: Callable
+    full: bool = True  # settle every open alert of the model, not only those the step changed
 
 
 class _Writes:
@@ -131,6 +133,7 @@ class AlertStore:
         self.retention = int(retention_days * 86400)
         self.rules = rules
         self._models: dict[str, tuple[float, dict]] = {}
+        self._open: dict[str, tuple[int, dict[str, dict]]] = {}  # model -> (ver, open alerts): a read cache
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -240,32 +243,27 @@ class AlertStore:
                     await pipe.watch(_k("silences"), *[_k("ver", m) for m in models], *keys)
                     async with self.redis.pipeline(transaction=False) as rp:
                         for m in models:
-                            rp.smembers(_k("open", m))
+                            rp.get(_k("ver", m))
                             rp.get(_k("mode", m))
                         rp.hvals(_k("silences"))
                         if keys:
                             rp.mget(keys)
                         res = await rp.execute()
-                    ids = {m: sorted(x.decode() for x in res[2 * i]) for i, m in enumerate(models)}
+                    vers = {m: int(res[2 * i] or 0) for i, m in enumerate(models)}
                     modes = {m: _loads(res[2 * i + 1]) for i, m in enumerate(models)}
                     silences = [Silence.from_dict(orjson.loads(x)) for x in res[2 * len(models)]]
                     values = dict(zip(keys, res[2 * len(models) + 1])) if keys else {}
-                    alerts = {}
-                    every = [i for m in models for i in ids[m]]
-                    for i in range(0, len(every), 1000):
-                        chunk = every[i:i + 1000]
-                        alerts.update((aid, orjson.loads(r)) for aid, r in
-                                      zip(chunk, await self.redis.mget([_k("alert", x) for x in chunk])) if r is not None)
+                    opened = await self._open_of(vers)
                     results, writes = [], []
                     for st in steps:
-                        before = {i: alerts[i] for i in ids[st.model_id] if i in alerts}
+                        before = opened[st.model_id]
                         result = st.fn(dict(before), silences, values)
                         if result is None:
                             results.append(None)
                             continue
                         after, reason, actions, extra = result
                         model = models[st.model_id]
-                        settled = lc.settle(before, after, model["labels"], silences, now, self.rules)
+                        settled = lc.settle(before, after, model["labels"], silences, now, self.rules, st.full)
                         results.append(Outcome(reason, settled.changed, settled.notify, actions))
                         if not settled.changed and not actions and extra is None:
                             continue
@@ -282,10 +280,50 @@ class AlertStore:
                             extra(w)
                     w.queue()
                     await pipe.execute()
+                    for model_id, _, settled, _, _, _ in writes:  # the cache follows what was written
+                        state = dict(opened[model_id])
+                        for a in settled.changed:
+                            if a.get("resolved_at"):
+                                state.pop(a["alert_id"], None)
+                            else:
+                                state[a["alert_id"]] = a
+                        self._cache_put(model_id, vers[model_id] + 1, state)
                     return results
                 except WatchError:
                     continue
         raise RuntimeError(f"models {sorted(models)[:5]}: alert state kept changing; gave up after {TX_RETRIES} attempts")
+
+    def _cache_put(self, model_id: str, ver: int, state: dict[str, dict]) -> None:
+        if len(self._open) > 100_000:
+            self._open.clear()
+        self._open[model_id] = (ver, state)
+
+    async def _open_of(self, vers: dict[str, int]) -> dict[str, dict[str, dict]]:
+        """Each model's open alerts (alert_id -> alert) at version `vers[model]`: from the cache
+        when it holds that version, else read (and cached under that version: data read after the
+        version is at least as new, so a stale pair is only ever reloaded, never trusted)."""
+        out, stale = {}, []
+        for m, v in vers.items():
+            cached = self._open.get(m)
+            if cached is not None and cached[0] == v:
+                out[m] = cached[1]
+            else:
+                stale.append(m)
+        if stale:
+            async with self.redis.pipeline(transaction=False) as rp:
+                for m in stale:
+                    rp.smembers(_k("open", m))
+                ids = {m: sorted(x.decode() for x in r) for m, r in zip(stale, await rp.execute())}
+            every = [i for m in stale for i in ids[m]]
+            alerts: dict[str, dict] = {}
+            for i in range(0, len(every), 1000):
+                chunk = every[i:i + 1000]
+                alerts.update((aid, orjson.loads(r)) for aid, r in
+                              zip(chunk, await self.redis.mget([_k("alert", x) for x in chunk])) if r is not None)
+            for m in stale:
+                out[m] = {i: alerts[i] for i in ids[m] if i in alerts}
+                self._cache_put(m, vers[m], out[m])
+        return out
 
     def _write(self, w: "_Writes", model_id: str, model: dict, settled: lc.Settled, actions: list[dict],
                now: datetime, current_mode: dict | None) -> None:
@@ -302,6 +340,7 @@ class AlertStore:
             else:
                 w.sadd[_k("open")].append(aid)
                 w.sadd[_k("open", model_id)].append(aid)
+                w.sadd[_k("models")].append(model_id)
                 w.mset[_k("fp", a["fingerprint"])] = orjson.dumps({"alert_id": aid, "generation": a["generation"]})
         mode = None
         for x in actions:
@@ -384,7 +423,7 @@ class AlertStore:
                     w.zadd[_k("findings", model_id)][fid] = score
             return after, reasons, actions, extra
 
-        return Step(model_id, [*seen_keys, *sorted(set(fps.values()))], fn)
+        return Step(model_id, [*seen_keys, *sorted(set(fps.values()))], fn, full=False)
 
     async def acknowledge(self, alert_id: str, by: str, comment: str, now: datetime) -> Outcome:
         a = await self.alert(alert_id)
@@ -399,7 +438,7 @@ class AlertStore:
                 raise Conflict(f"alert {alert_id} is resolved: nothing to acknowledge")
             return {**before, alert_id: lc.acknowledge(cur, by, comment, now)}, "acknowledged", [], None
 
-        return (await self._run([Step(a["model_id"], [], fn)], now))[0]
+        return (await self._run([Step(a["model_id"], [], fn, full=False)], now))[0]
 
     def _resettle_step(self, model_id: str, now: datetime, resolve_stale: bool) -> Step:
         def fn(before, silences, values):
@@ -474,12 +513,13 @@ class AlertStore:
             await self.redis.delete(*[_k("alert", x.decode()) for x in gone])
 
     async def open_alerts(self) -> list[dict]:
-        ids = list(await self.redis.smembers(_k("open")))
-        out = []
-        for i in range(0, len(ids), 500):
-            out += [orjson.loads(r) for r in await self.redis.mget([_k("alert", x.decode()) for x in ids[i:i + 500]])
-                    if r is not None]
-        return out
+        """Every open alert, through the per-model cache (only models whose version moved are read)."""
+        models = sorted(x.decode() for x in await self.redis.smembers(_k("models")))
+        vers = {}
+        for i in range(0, len(models), 1000):
+            chunk = models[i:i + 1000]
+            vers.update((m, int(v or 0)) for m, v in zip(chunk, await self.redis.mget([_k("ver", m) for m in chunk])))
+        return [a for state in (await self._open_of(vers)).values() for a in state.values()]
 
 
 def active_counts(alerts: list[dict]) -> dict[str, int]:

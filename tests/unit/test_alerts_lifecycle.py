@@ -182,3 +182,36 @@ def test_any_order_and_duplication_of_the_same_findings_gives_the_same_alert(fin
     assert set(other["findings"]) == set(base["findings"])
     assert base["occurrences"] == len(findings)
     assert base["severity"] == max((f["severity"] for f in findings), key=lc.RANK.__getitem__)
+
+
+_specs = st.lists(st.tuples(st.sampled_from(["data_drift", "prediction_drift", "performance_degradation"]),
+                            st.sampled_from(["a", "b", "c"]), st.sampled_from(["medium", "high", "critical"])),
+                  min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_specs, _specs)
+def test_settling_only_the_changed_alerts_equals_settling_all(first, then):
+    """A finding's settle (full=False) gives what a full settle gives, from a settled state."""
+    state: dict[str, dict] = {}
+    i = 0
+    for kind, feat, sev in first:
+        i += 1
+        fp = lc.fingerprint("m", kind, feat)
+        cur = next((a for a in state.values() if a["fingerprint"] == fp), None)
+        c = apply_finding(cur, finding(i, sev, kind=kind, feature=feat), now=NOW)
+        state = {**state, c.alert["alert_id"]: c.alert}
+    state = {a["alert_id"]: a for a in [*state.values()]}
+    settled = lc.settle({}, state, {}, [], NOW)
+    state = {a["alert_id"]: a for a in settled.changed}
+    for kind, feat, sev in then:
+        i += 1
+        fp = lc.fingerprint("m", kind, feat)
+        cur = next((a for a in state.values() if a["fingerprint"] == fp), None)
+        after = dict(state)
+        c = apply_finding(cur, finding(i, sev, kind=kind, feature=feat), now=NOW)
+        after[c.alert["alert_id"]] = c.alert
+        quick = lc.settle(state, after, {}, [], NOW, full=False)
+        full = lc.settle(state, after, {}, [], NOW, full=True)
+        assert quick == full
+        state = {**state, **{a["alert_id"]: a for a in full.changed}}
