@@ -189,3 +189,77 @@ def alerts_of(url: str, model: str, **params) -> list[dict]:
 
 def processed(app) -> int:
     return app.state.service.processed
+
+
+# --- latency measurement (for bench/: finding published -> notification received) ---------------
+
+
+async def _produce_paced(bootstrap: str, findings: list[dict], rate: float, sent: dict[str, float]) -> float:
+    producer = await kafka.start_producer(bootstrap, "off")
+    try:
+        t0 = time.time()
+        futures = []
+        for i, f in enumerate(findings):
+            delay = t0 + i / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[f["finding_id"]] = time.time()
+            futures.append(await producer.send(kafka.TOPICS["findings"], orjson.dumps(f), key=f["model_id"].encode()))
+        await asyncio.gather(*futures)
+        return time.time() - t0
+    finally:
+        await producer.stop()
+
+
+def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float, log, models: int = 0,
+                    env: dict | None = None, timeout: float = 120.0) -> dict:
+    """Run the alerts service as its own process with a local webhook receiver, group_wait and
+    group_interval 0, publish `rate` findings/s for `seconds`, each opening a new alert (a new
+    model each when `models` is 0, else spread over `models` models), and time each from its
+    publication to the arrival of the notification carrying it. Returns the percentiles (s)."""
+    import numpy as np
+
+    from tests.receivers import WebhookReceiver
+
+    run = uuid.uuid4().hex[:6]
+    n = int(rate * seconds)
+    now = datetime.now(timezone.utc)
+    model = (lambda i: f"lat-{run}-{i}") if models == 0 else (lambda i: f"lat-{run}-{i % models}")
+    findings = [finding(model(i), i, "high", feature=f"f{i}", window_end=now) for i in range(n)]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with WebhookReceiver() as hook:
+        group = start_at_end(bootstrap, f"bench-alerts-{run}")
+        proc = start_process(bootstrap, redis_url, port, group, log, VIGIL_WEBHOOK_URL=hook.url,
+                             VIGIL_GROUP_WAIT_SECONDS=0, VIGIL_GROUP_INTERVAL_SECONDS=0, VIGIL_LOG_LEVEL="WARNING",
+                             **(env or {}))
+        try:
+            def ready():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the alerts service exited with code {proc.returncode}")
+                try:
+                    return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+            wait_for(ready, 60, "the alerts service ready", 0.2)
+            warm = [finding(f"warm-{run}-{i}", i, "high", window_end=now) for i in range(20)]
+            publish(bootstrap, warm)
+            hook.wait_for(20, timeout=60)
+            n0 = len(hook.accepted)
+            sent: dict[str, float] = {}
+            took = asyncio.run(_produce_paced(bootstrap, findings, rate, sent))
+            seen: dict[str, float] = {}
+            deadline = time.time() + timeout
+            while time.time() < deadline and len(seen) < n:
+                for req in hook.accepted[n0:]:
+                    for a in req.body["alerts"]:
+                        fid = a["latest"]["finding_id"]
+                        if fid in sent:
+                            seen.setdefault(fid, req.time)
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    lat = np.array([seen[f] - sent[f] for f in seen])
+    return {"findings": n, "offered_per_s": n / took, "notified": len(seen),
+            "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)), "max_s": float(lat.max())}
