@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from shared import kafka
+from shared.events import Action, Alert
 from tests.integration.alerts_support import (RecordingDispatcher, alerts_of, finding, model_id, private_db,
                                               processed, publish, publish_raw, register, running_alerts, wait_for)
 from tests.support import read_records
@@ -55,6 +56,8 @@ def test_a_thousand_findings_of_one_fingerprint_make_one_alert(env):
                   for s in v]
         assert {s["alert_id"] for s in states} == {a["alert_id"]}
         assert max(s["occurrences"] for s in states) == 1000
+        for s in states:  # every state on the topic is a contract Alert
+            Alert.model_validate(s)
         # actions once per severity reached, not once per finding
         acts = httpx.get(f"{url}/v1/actions", params={"model_id": m}).json()
         assert sorted(x["type"] for x in acts) == sorted(["notify", "queue_retraining", "notify", "queue_retraining",
@@ -210,6 +213,7 @@ def test_a_critical_finding_sets_human_review_until_an_operator_clears_it(env):
         assert sorted(x["type"] for x in acts) == ["enable_human_review", "page_oncall", "queue_retraining", "rollback"]
         on_topic = [x for _, v in read_records(bootstrap, kafka.TOPICS["actions"], {m}, expect=4) for x in v]
         assert sorted(x["action_id"] for x in on_topic) == sorted(x["action_id"] for x in acts)
+        assert all(Action.model_validate(x).priority == "urgent" for x in on_topic)
         bad = httpx.post(f"{url}/v1/models/{m}/mode", json={"mode": "automated", "by": "ana"})
         assert bad.status_code == 422 and bad.json()["detail"]["errors"][0]["field"] == "body.reason"
         r = httpx.post(f"{url}/v1/models/{m}/mode", json={"mode": "automated", "by": "ana", "reason": "retrained v2"})
