@@ -49,9 +49,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from shared import policy
 from shared.policy import CRITICAL, LOW, MEDIUM, RANK

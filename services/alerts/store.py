@@ -291,7 +291,8 @@ class AlertStore:
                     return results
                 except WatchError:
                     continue
-        raise RuntimeError(f"models {sorted(models)[:5]}: alert state kept changing; gave up after {TX_RETRIES} attempts")
+        raise RuntimeError(f"models {sorted(models)[:5]}: alert state kept changing; "
+                           f"gave up after {TX_RETRIES} attempts")
 
     def _cache_put(self, model_id: str, ver: int, state: dict[str, dict]) -> None:
         if len(self._open) > 100_000:
@@ -347,7 +348,8 @@ class AlertStore:
             raw = orjson.dumps(x)
             w.lpush[_k("actions")].append(raw)
             w.lpush[_k("actions", model_id)].append(raw)
-            if x["type"] == "enable_human_review" and (current_mode or {}).get("mode") != "human_review" and mode is None:
+            reviewing = (current_mode or {}).get("mode") == "human_review"
+            if x["type"] == "enable_human_review" and not reviewing and mode is None:
                 mode = {"mode": "human_review", "since": lc.iso(now), "reason": x["reason"], "by": "vigil",
                         "alert_id": x["alert_id"]}
                 self._set_mode(w.pipe, model_id, mode)
@@ -571,4 +573,8 @@ def new_silence(body: dict, now: datetime) -> Silence:
     comment = body.get("comment", "")
     if not isinstance(comment, str):
         raise ValueError("comment: must be a string")
-    return Silence(body.get("id") or uuid.uuid4().hex, tuple(ms), starts, ends, created_by.strip()[:200], comment[:2000])
+    sid = body.get("id")  # given: updates that silence (Alertmanager's way)
+    if sid is not None and (not isinstance(sid, str) or not 1 <= len(sid) <= 200):
+        raise ValueError(f"id={sid!r}: must be a string of 1 to 200 characters")
+    return Silence(sid or uuid.uuid4().hex, tuple(ms), starts, ends, created_by.strip()[:200],
+                   comment[:2000])
