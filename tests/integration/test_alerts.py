@@ -341,3 +341,21 @@ def test_a_critical_finding_pages_once_and_the_resolve_reuses_its_dedup_key(apac
         assert alerts_of(url, m, status="resolved")[0]["alert_id"] == a["alert_id"]
         time.sleep(1.0)
         assert len(pd.requests) == 2 and pd.errors == []
+
+
+def test_smoke_on_tansu(tansu, redis_url):
+    """The same service on the Tansu broker (`vigil up`'s default): a finding makes an alert, its
+    copy changes nothing, the state and actions are published."""
+    db = private_db(redis_url)
+    m = model_id()
+    register(db, m)
+    f = finding(m, 1, "medium")
+    with running_alerts(tansu.address, db, dispatcher_factory=RecordingDispatcher) as (url, app):
+        publish(tansu.address, [f, f])
+        wait_for(lambda: processed(app) >= 2, 60, "both copies consumed")
+        (a,) = wait_for(lambda: alerts_of(url, m), 60, "the alert")
+        assert a["occurrences"] == 1 and a["status"] == "firing"
+        states = [s for _, v in read_records(tansu.address, kafka.TOPICS["alerts"], {a["fingerprint"]}, expect=1) for s in v]
+        assert [s["alert_id"] for s in states] == [a["alert_id"]]
+        acts = [x for _, v in read_records(tansu.address, kafka.TOPICS["actions"], {m}, expect=2) for x in v]
+        assert sorted(x["type"] for x in acts) == ["notify", "queue_retraining"]
