@@ -1,9 +1,12 @@
 """Alert state in Redis: alerts, findings, silences, actions, model modes, and the publication outbox.
 
 Every change is one optimistic transaction (WATCH, read, compute with the pure
-`lifecycle`, MULTI/EXEC): the finding's "seen" mark, the alerts it changed, its actions, the
-model mode and an outbox entry holding what must still be published and notified are written
-all together or not at all. A crash before EXEC leaves nothing (the finding is read again, its
+`lifecycle`, MULTI/EXEC), one per poll of the findings topic whatever the number of models:
+the findings (also their "seen" marks), the alerts they changed, their actions, the model
+modes and one outbox entry holding what must still be published and notified are written all
+together or not at all. Each model's alerts carry a version key that every transaction writing
+them raises; watching it is watching them, and an in-process cache of each model's open alerts
+is trusted only at the version read in the transaction. A crash before EXEC leaves nothing (the finding is read again, its
 offset was not committed); after EXEC the outbox entry is there and `drain` publishes it (again,
 after a restart: at least once on Kafka; the Dispatcher is idempotent on (alert_id, revision)).
 The same finding_id twice changes nothing: its stored copy is checked inside the transaction.
