@@ -26,7 +26,8 @@ Choices where the contract is silent (*Vigil's choice*):
   `silenced_by` lists silence ids, `inhibited_by` alert ids. They mute notifications only:
   the alert, its actions and the model mode are still recorded.
 - Default inhibition: a critical alert of a model inhibits that model's medium alerts (not its
-  high ones); an alert never inhibits itself.
+  high ones); an alert never inhibits itself; a silenced critical alert still inhibits (as in
+  Alertmanager). An alert notified before it was inhibited is not withdrawn from the Dispatcher.
 - Actions (``shared.policy.responses``) are made when an alert opens and each time it
   escalates to a new severity, with ids derived from (alert, severity, type): at most one of
   each per severity, whatever the number of repeats.
