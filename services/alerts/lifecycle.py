@@ -58,6 +58,7 @@ from shared import policy
 from shared.policy import CRITICAL, LOW, MEDIUM, RANK
 
 MAX_FINDINGS = 100  # finding ids kept on an alert (the latest by window); all are in GET /v1/findings
+MAX_ENDS = 20  # window ends kept on an alert, for its cadence
 NOTIFY_AT = MEDIUM  # alerts below this never notify
 DEFAULT_WINDOW_SECONDS = 900.0  # window length when a finding's window is empty
 
@@ -331,7 +332,7 @@ def apply_finding(alert: dict | None, finding: dict, *, now: datetime, generatio
     if alert is None:
         if not firing:
             return Change(None, "ignored", [])
-        a = new_alert(finding, generation, owners)
+        a = {**new_alert(finding, generation, owners), "received_at": iso(now), "ends": [finding["window_end"]]}
         actions = actions_for(a, finding, now)
         a["actions"] = [x["action_id"] for x in actions]
         return Change(a, "new", actions)
@@ -355,6 +356,8 @@ def apply_finding(alert: dict | None, finding: dict, *, now: datetime, generatio
     if _later(finding, alert["latest"]):
         a["latest"] = finding
         a["summary"] = _summary(finding)
+    a["received_at"] = iso(now)
+    a["ends"] = sorted(set(alert.get("ends", [])) | {finding["window_end"]}, key=parse_time)[-MAX_ENDS:]
     a["first_seen"] = min(alert["first_seen"], finding["window_end"], key=parse_time)
     a["last_seen"] = max(alert["last_seen"], finding["window_end"], key=parse_time)
     # a bad window clears the clear windows before it
@@ -380,18 +383,50 @@ def window_seconds(finding: dict) -> float:
     return (end - start).total_seconds() or DEFAULT_WINDOW_SECONDS
 
 
-def stale(alert: dict, now: datetime, resolve_after: int = 2) -> bool:
-    """Whether an open alert's condition has been clear for `resolve_after` windows because no
-    finding came: its last bad window ended more than that many window lengths before `now`.
+def cadence(alert: dict) -> float:
+    """Seconds between the alert's evaluations: the smallest gap between the window ends of its
+    findings (oversight evaluates a 7-day period every hour: the cadence is the hour), else
+    its window's length.
 
-    >>> a = {"last_seen": "2026-01-01T00:15:00Z", "resolved_at": None,
+    >>> a = {"ends": ["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"],
+    ...      "latest": {"window_start": "2025-12-25T02:00:00Z", "window_end": "2026-01-01T02:00:00Z"}}
+    >>> cadence(a), cadence({**a, "ends": a["ends"][:1]})
+    (3600.0, 604800.0)
+    """
+    ends = sorted(parse_time(e) for e in alert.get("ends") or [])
+    gaps = [g for g in ((b - a).total_seconds() for a, b in zip(ends, ends[1:])) if g > 0]
+    return min(gaps) if gaps else window_seconds(alert["latest"])
+
+
+def stale(alert: dict, now: datetime, resolve_after: int = 2, clock: datetime | None = None) -> bool:
+    """Whether an open alert's condition has been clear for `resolve_after` evaluations
+    (`cadence`) because no finding of it came. Two clocks, either suffices:
+
+    - event time: `clock`, the latest window end of the model's open alerts, has moved that far
+      past the alert's last bad window — the model's stream went on without this condition
+      (right for a replayed history, where windows pass in milliseconds);
+    - wall time: that long has passed since its last bad finding arrived (`received_at`) — for
+      a model that went quiet and publishes nothing at all.
+
+    >>> a = {"last_seen": "2026-01-01T00:15:00Z", "received_at": "2026-01-01T00:15:00Z", "resolved_at": None,
     ...      "latest": {"window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:15:00Z"}}
     >>> stale(a, parse_time("2026-01-01T00:44:59Z")), stale(a, parse_time("2026-01-01T00:45:00Z"))
     (False, True)
+    >>> stale(a, parse_time("2026-01-01T00:16:00Z"), clock=parse_time("2026-01-01T00:45:00Z"))
+    True
     """
     if alert.get("resolved_at"):
         return False
-    return parse_time(alert["last_seen"]) + timedelta(seconds=resolve_after * window_seconds(alert["latest"])) <= now
+    span = timedelta(seconds=resolve_after * cadence(alert))
+    if clock is not None and clock - parse_time(alert["last_seen"]) >= span:
+        return True
+    return parse_time(alert.get("received_at") or alert["last_seen"]) + span <= now
+
+
+def model_clock(alerts) -> datetime | None:
+    """The event-time clock `stale` reads: the latest `last_seen` of a model's open alerts."""
+    ends = [parse_time(a["last_seen"]) for a in alerts if not a.get("resolved_at")]
+    return max(ends) if ends else None
 
 
 def acknowledge(alert: dict, by: str, comment: str, now: datetime) -> dict:
@@ -414,7 +449,8 @@ def notify_reason(prev: dict | None, cur: dict | None) -> str | None:
 
     Firing alerts of medium or above go when they open, repeat, escalate, or stop being
     silenced/inhibited/acknowledged; a resolve goes when the alert was notified before.
-    Silenced and acknowledged alerts are not sent (an acknowledged one again once it escalates).
+    A notified alert that becomes silenced, inhibited or acknowledged goes as "muted": the
+    Dispatcher sends nothing for it and stops repeating it (its resolve still goes out).
 
     >>> a = {"severity": "high", "status": "firing", "occurrences": 1, "notified": False}
     >>> notify_reason(None, a), notify_reason(a, {**a, "status": "silenced"})
@@ -423,6 +459,8 @@ def notify_reason(prev: dict | None, cur: dict | None) -> str | None:
     'resolved'
     >>> notify_reason(a, {**a, "status": "resolved"}) is None  # never notified: nothing to resolve
     True
+    >>> notify_reason({**a, "notified": True}, {**a, "status": "acknowledged", "notified": True})
+    'muted'
     """
     if cur is None or RANK[cur["severity"]] < RANK[NOTIFY_AT]:
         return None
@@ -431,7 +469,7 @@ def notify_reason(prev: dict | None, cur: dict | None) -> str | None:
             return None
         return "resolved" if cur.get("notified") else None
     if cur["status"] != "firing":
-        return None
+        return "muted" if cur.get("notified") and (prev is None or prev["status"] == "firing") else None
     if prev is None or prev["status"] != "firing":
         return "firing"
     if cur["severity"] != prev["severity"] or cur["occurrences"] != prev["occurrences"]:
@@ -474,7 +512,7 @@ def settle(before: dict[str, dict], after: dict[str, dict], model_labels: dict |
     >>> crit = apply_finding(None, {**f, "finding_id": "f2", "kind": "j", "severity": "critical"}, now=now).alert
     >>> s2 = settle({med["alert_id"]: s.changed[0]}, {med["alert_id"]: s.changed[0], crit["alert_id"]: crit}, {}, [], now)
     >>> sorted((a["severity"], a["status"]) for a in s2.changed), [(a["severity"], r) for a, r in s2.notify]
-    ([('critical', 'firing'), ('medium', 'silenced')], [('critical', 'firing')])
+    ([('critical', 'firing'), ('medium', 'silenced')], [('critical', 'firing'), ('medium', 'muted')])
     """
     moved = [aid for aid, a in after.items() if aid not in before or before[aid]["revision"] != a["revision"]]
     if not full:
@@ -501,4 +539,4 @@ def settle(before: dict[str, dict], after: dict[str, dict], model_labels: dict |
 def public(alert: dict) -> dict:
     """The alert as the API and `vigil.alerts` show it: the contract's fields and the
     lifecycle's, without bookkeeping."""
-    return {k: v for k, v in alert.items() if k not in ("clear_ids", "notified", "generation")}
+    return {k: v for k, v in alert.items() if k not in ("clear_ids", "notified", "generation", "ends")}

@@ -449,8 +449,9 @@ class AlertStore:
         def fn(before, silences, values):
             after = dict(before)
             if resolve_stale:
+                clock = lc.model_clock(before.values())
                 for aid, a in before.items():
-                    if lc.stale(a, now, self.resolve_after):
+                    if lc.stale(a, now, self.resolve_after, clock):
                         after[aid] = {**lc.resolve(a, now), "revision": a["revision"] + 1}
             return after, "settled", [], None
         return Step(model_id, [], fn)

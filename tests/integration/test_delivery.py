@@ -110,6 +110,21 @@ async def test_unchanged_firing_alert_repeats_after_repeat_interval(redis_url, p
     assert got[1].time - got[0].time >= 1.0 - 0.05
 
 
+@pytest.mark.parametrize("muted", ["silenced", "acknowledged"])
+async def test_a_notified_alert_that_is_muted_stops_repeating_and_still_resolves(redis_url, pagerduty_receiver, muted):
+    pd, m = pagerduty_receiver, model_id()
+    async with dispatcher(redis_url, pagerduty_routing_key="key", pagerduty_url=pd.url,
+                          group_interval_seconds=0.3, repeat_interval_seconds=1.0) as d:
+        await d.submit(alert(m), MODEL)
+        await pd.await_for(1, timeout=5)
+        await d.submit(alert(m, status=muted, revision=2), MODEL)  # what the lifecycle sends as "muted"
+        await asyncio.sleep(2.5)  # two repeat intervals
+        assert [r.body["event_action"] for r in pd.accepted] == ["trigger"]
+        await d.submit(alert(m, status="resolved", revision=3), MODEL)
+        got = await pd.await_for(2, timeout=5)
+    assert [r.body["event_action"] for r in got] == ["trigger", "resolve"]
+
+
 async def test_escalation_notifies_again_within_repeat_interval(redis_url, slack_receiver):
     slack, m = slack_receiver, model_id()
     async with dispatcher(redis_url, slack_webhook_url=slack.url) as d:

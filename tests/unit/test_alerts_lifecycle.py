@@ -86,10 +86,30 @@ def test_a_clear_finding_of_an_earlier_window_does_not_count():
 
 def test_stale_alerts_resolve_after_n_window_lengths_without_findings():
     alert, _ = fold([finding(0)])  # window 00:00-00:15
-    end = parse_time(alert["last_seen"])
+    end = parse_time(alert["received_at"])  # wall time: when its last bad finding arrived
     assert not lc.stale(alert, end + timedelta(minutes=29), 2)
     assert lc.stale(alert, end + timedelta(minutes=30), 2)
     assert lc.stale(alert, end + timedelta(minutes=15), 1)
+
+
+def test_in_a_replayed_history_the_models_other_findings_are_the_clock():
+    # a backfill: windows pass in milliseconds, so wall time says nothing; f03 keeps firing
+    once, _ = fold([{**finding(0), "feature": "f16", "finding_id": "f16-0"}])
+    steady, _ = fold([finding(w) for w in range(4)])
+    clock = lc.model_clock([once, steady])
+    assert clock == parse_time(steady["last_seen"])
+    now = parse_time(once["received_at"])  # no wall time has passed
+    assert lc.stale(once, now, 2, clock) and not lc.stale(steady, now, 2, clock)
+    assert not lc.stale(once, now, 4, clock)  # 3 windows later: not yet 4
+
+
+def test_the_cadence_of_a_period_evaluated_hourly_is_the_hour():
+    day = 86_400
+    f = [{**finding(0), "finding_id": f"o{h}", "window_start": lc.iso(T0 + timedelta(seconds=h * 3600 - 7 * day)),
+          "window_end": lc.iso(T0 + timedelta(seconds=h * 3600))} for h in (3, 1, 2)]  # a 7-day period, out of order
+    alert, _ = fold(f)
+    assert lc.cadence(alert) == 3600.0
+    assert lc.stale(alert, parse_time(alert["received_at"]) + timedelta(hours=2), 2)
 
 
 def test_low_findings_open_no_alert():
