@@ -64,7 +64,9 @@ class Checkpoint:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Checkpoint:
-        """>>> Checkpoint.from_bytes(Checkpoint({"t": 3}, {"a": 1}).to_bytes())
+        """The checkpoint `to_bytes` wrote.
+
+        >>> Checkpoint.from_bytes(Checkpoint({"t": 3}, {"a": 1}).to_bytes())
         Checkpoint(offsets={'t': 3}, state={'a': 1}, pending=[])
         """
         d = orjson.loads(raw)
