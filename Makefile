@@ -28,7 +28,7 @@ test-deps: install
 	$(PY) -m shared.runtime fetch-kafka --version $(KAFKA_VERSION)
 
 test: test-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # Benchmarks, each with its ceiling or its peers measured in the same run; results in
 # bench/results/. Evidently and NannyML (the peers) live in .venv-bench only, never in Vigil's.
