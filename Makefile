@@ -45,6 +45,7 @@ bench: test-deps $(BENCH_STAMP)
 	$(PY) -m bench.stats
 	$(PY) -m bench.compare
 	$(PY) -m bench.oversight
+	$(PY) -m bench.alerts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

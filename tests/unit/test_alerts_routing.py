@@ -215,3 +215,19 @@ def test_the_doctests_pass(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_readme_routing_example_loads_and_routes_as_it_says(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    from shared.settings import Settings
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    example = re.search(r"Example routing file:\n\n```yaml\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "routing.yaml").write_text(example)
+    monkeypatch.setenv("VIGIL_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X")
+    monkeypatch.setenv("VIGIL_PAGERDUTY_ROUTING_KEY", "k" * 32)
+    routing = Routing.load(Settings(routing_file=tmp_path / "routing.yaml"))
+    names = lambda sev, labels: [r.name for r, _ in routing.match({"severity": sev, "model_id": "m", "kind": "k"}, labels)]
+    assert names("critical", {"team": "fraud"}) == ["oncall-pagerduty", "fraud-webhook"]
+    assert names("medium", {"team": "fraud"}) == ["fraud-webhook"] and names("medium", {}) == ["team-slack"]
