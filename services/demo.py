@@ -31,7 +31,7 @@ from rich.table import Table
 
 FEATURES = 20
 DAYS = 9.0  # event time the demo covers
-WINDOW = 6 * 3600  # the demo models' drift window (event time)
+WINDOW = 12 * 3600  # the demo models' drift window (event time): ~1,000 events each, so noise stays small
 REVIEWERS = [f"reviewer-{i}" for i in range(1, 9)]
 STAMPERS = set(REVIEWERS[:3])  # stop overriding after STAMP_FROM of the run
 STAMP_FROM = 0.2

@@ -58,7 +58,6 @@ from shared import policy
 from shared.policy import CRITICAL, LOW, MEDIUM, RANK
 
 MAX_FINDINGS = 100  # finding ids kept on an alert (the latest by window); all are in GET /v1/findings
-MAX_ENDS = 20  # window ends kept on an alert, for its cadence
 NOTIFY_AT = MEDIUM  # alerts below this never notify
 DEFAULT_WINDOW_SECONDS = 900.0  # window length when a finding's window is empty
 
@@ -332,7 +331,7 @@ def apply_finding(alert: dict | None, finding: dict, *, now: datetime, generatio
     if alert is None:
         if not firing:
             return Change(None, "ignored", [])
-        a = {**new_alert(finding, generation, owners), "received_at": iso(now), "ends": [finding["window_end"]]}
+        a = {**new_alert(finding, generation, owners), "received_at": iso(now)}
         actions = actions_for(a, finding, now)
         a["actions"] = [x["action_id"] for x in actions]
         return Change(a, "new", actions)
@@ -357,7 +356,6 @@ def apply_finding(alert: dict | None, finding: dict, *, now: datetime, generatio
         a["latest"] = finding
         a["summary"] = _summary(finding)
     a["received_at"] = iso(now)
-    a["ends"] = sorted(set(alert.get("ends", [])) | {finding["window_end"]}, key=parse_time)[-MAX_ENDS:]
     a["first_seen"] = min(alert["first_seen"], finding["window_end"], key=parse_time)
     a["last_seen"] = max(alert["last_seen"], finding["window_end"], key=parse_time)
     # a bad window clears the clear windows before it
@@ -384,18 +382,18 @@ def window_seconds(finding: dict) -> float:
 
 
 def cadence(alert: dict) -> float:
-    """Seconds between the alert's evaluations: the smallest gap between the window ends of its
-    findings (oversight evaluates a 7-day period every hour: the cadence is the hour), else
-    its window's length.
+    """Seconds between the alert's evaluations: what its latest finding says
+    (`evidence.evaluated_every_seconds`: oversight evaluates a 7-day period every hour), else
+    its window's length (drift evaluates each window once).
 
-    >>> a = {"ends": ["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"],
-    ...      "latest": {"window_start": "2025-12-25T02:00:00Z", "window_end": "2026-01-01T02:00:00Z"}}
-    >>> cadence(a), cadence({**a, "ends": a["ends"][:1]})
-    (3600.0, 604800.0)
+    >>> a = {"latest": {"window_start": "2025-12-25T02:00:00Z", "window_end": "2026-01-01T02:00:00Z"}}
+    >>> cadence(a), cadence({"latest": {**a["latest"], "evidence": {"evaluated_every_seconds": 3600}}})
+    (604800.0, 3600.0)
     """
-    ends = sorted(parse_time(e) for e in alert.get("ends") or [])
-    gaps = [g for g in ((b - a).total_seconds() for a, b in zip(ends, ends[1:])) if g > 0]
-    return min(gaps) if gaps else window_seconds(alert["latest"])
+    every = (alert["latest"].get("evidence") or {}).get("evaluated_every_seconds")
+    if isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0:
+        return float(every)
+    return window_seconds(alert["latest"])
 
 
 def stale(alert: dict, now: datetime, resolve_after: int = 2, clock: datetime | None = None) -> bool:
@@ -539,4 +537,4 @@ def settle(before: dict[str, dict], after: dict[str, dict], model_labels: dict |
 def public(alert: dict) -> dict:
     """The alert as the API and `vigil.alerts` show it: the contract's fields and the
     lifecycle's, without bookkeeping."""
-    return {k: v for k, v in alert.items() if k not in ("clear_ids", "notified", "generation", "ends")}
+    return {k: v for k, v in alert.items() if k not in ("clear_ids", "notified", "generation")}

@@ -37,8 +37,11 @@ def review_params(spec: ModelSpec, min_reviews: int) -> ReviewParams:
 
 
 def _finding(model_id: str, spec: ModelSpec, kind: str, start: int, end: int, n: int, metrics: dict,
-             evidence: dict, vendor: str | None = None) -> Finding:
+             evidence: dict, vendor: str | None = None, *, every: int) -> Finding:
+    """A finding of the period [start, end), evaluated every `every` seconds: the evidence says
+    so, and the alerts service counts clear evaluations by it (the period is days long)."""
     sev = escalate(kind_severity(kind), spec.risk_tier)
+    evidence = {**evidence, "evaluated_every_seconds": every}
     return Finding(finding_id=finding_id(model_id, kind, vendor, start), kind=kind, model_id=model_id, vendor=vendor,
                    window_start=_at(start), window_end=_at(end), n=n, metrics=metrics, severity=sev,
                    evidence=evidence, recommended_actions=recommended_actions(sev, metrics, kind, spec.thresholds))
@@ -58,15 +61,15 @@ def reviews_at(model_id: str, ms: ModelState, end: int, cfg: Config, spec: Model
     if out["conditions"]["override_rate_low"]:
         found.append(_finding(model_id, spec, "override_rate_low", start, end, total.n, metrics,
                               {**base_evidence, "threshold": threshold("override_rate_min", spec.thresholds),
-                               "by_hour": out["hours"]}))
+                               "by_hour": out["hours"]}, every=cfg.step))
     if out["conditions"]["reviewer_rubber_stamping"]:
         found.append(_finding(model_id, spec, "reviewer_rubber_stamping", start, end, total.n, metrics,
                               {**base_evidence, "reviewers": out["rubber_stampers"], "per_reviewer": out["reviewers"],
-                               "threshold": threshold("rubber_stamp_rate", spec.thresholds)}))
+                               "threshold": threshold("rubber_stamp_rate", spec.thresholds)}, every=cfg.step))
     if out["conditions"]["workload_pressure"]:
         found.append(_finding(model_id, spec, "workload_pressure", start, end, total.n, metrics,
                               {**base_evidence, "by_day": out["days"],
-                               "ratio_threshold": threshold("workload_ratio", spec.thresholds)}))
+                               "ratio_threshold": threshold("workload_ratio", spec.thresholds)}, every=cfg.step))
     return found, summary
 
 
@@ -84,7 +87,8 @@ def coverage_at(model_id: str, ms: ModelState, end: int, cfg: Config, spec: Mode
     if gap:
         found.append(_finding(model_id, spec, "review_coverage_gap", start, end, n_low, metrics,
                               {"period_days": cfg.days, "minimum": threshold("review_coverage_min", spec.thresholds),
-                               "sampled": "coverage is read on a bottom-k hash sample of low-confidence predictions"}))
+                               "sampled": "coverage is read on a bottom-k hash sample of low-confidence predictions"},
+                              every=cfg.step))
     return found, metrics
 
 
@@ -108,13 +112,15 @@ def vendor_at(model_id: str, ms: ModelState, vendor: str, end: int, spec: ModelS
                 "sla": sla}
     n = int(metrics["labelled"])
     if graded["status"] == VIOLATION:
-        found.append(_finding(model_id, spec, "vendor_sla_violation", start, end, n, metrics, evidence, vendor))
+        found.append(_finding(model_id, spec, "vendor_sla_violation", start, end, n, metrics, evidence, vendor,
+                              every=DAY))
         hist = {h["end_ts"]: h["status"] for h in vs.history}
         if persistent(hist, end, period_days):
             prev = end - period_days * DAY
             found.append(_finding(model_id, spec, "vendor_sla_persistent", start, end, n, metrics,
                                   {**evidence, "previous_period": {"start": _at(prev - period_days * DAY).isoformat(),
-                                                                   "end": _at(prev).isoformat()}}, vendor))
+                                                                   "end": _at(prev).isoformat()}}, vendor,
+                                  every=DAY))
     report = {"vendor": vendor, "model_id": model_id,
               "period": {"start": _at(start).isoformat(), "end": _at(end).isoformat(), "days": period_days},
               "sample_size": {"calls": int(metrics["calls"]), "labelled": n,

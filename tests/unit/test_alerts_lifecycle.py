@@ -106,7 +106,8 @@ def test_in_a_replayed_history_the_models_other_findings_are_the_clock():
 def test_the_cadence_of_a_period_evaluated_hourly_is_the_hour():
     day = 86_400
     f = [{**finding(0), "finding_id": f"o{h}", "window_start": lc.iso(T0 + timedelta(seconds=h * 3600 - 7 * day)),
-          "window_end": lc.iso(T0 + timedelta(seconds=h * 3600))} for h in (3, 1, 2)]  # a 7-day period, out of order
+          "window_end": lc.iso(T0 + timedelta(seconds=h * 3600)), "evidence": {"evaluated_every_seconds": 3600}}
+         for h in (3, 1, 2)]  # a 7-day period evaluated hourly, out of order
     alert, _ = fold(f)
     assert lc.cadence(alert) == 3600.0
     assert lc.stale(alert, parse_time(alert["received_at"]) + timedelta(hours=2), 2)
