@@ -48,6 +48,7 @@ MAX_RAW = 256 * 1024  # bytes of a bad record kept in its dead letter
 SWEEP_SECONDS = 5.0
 COMMIT_SECONDS = 0.5  # offsets applied are committed this often (a replay of the rest is a no-op)
 TRIM_SECONDS = 3600.0
+SUBMIT_CONCURRENCY = 64  # dispatcher submits in flight at once (one Redis call each)
 
 
 def _raw(value: bytes | None) -> str:
@@ -226,10 +227,21 @@ class AlertsService:
                             if a["status"] != "resolved":
                                 m.DETECTION_LATENCY.observe(max(0.0, published - lc.parse_time(
                                     a["latest"]["window_end"]).timestamp()))
+                # submit every notify of the batch: alerts concurrently, one alert's states in
+                # order (the dispatcher keeps the highest revision); then mark the batch done
+                by_alert: dict[str, list[tuple[dict, dict]]] = {}
+                for e in parsed:
                     for a, _reason in e["notify"]:
-                        await self.dispatcher.submit(lc.public(a), e["models"][a["model_id"]])
-                    await self.store.done(raw)
-                    done += 1
+                        by_alert.setdefault(a["alert_id"], []).append((lc.public(a), e["models"][a["model_id"]]))
+                queues = list(by_alert.values())
+                for i in range(0, len(queues), SUBMIT_CONCURRENCY):
+                    await asyncio.gather(*(self._submit_in_order(q) for q in queues[i:i + SUBMIT_CONCURRENCY]))
+                await self.store.done_many(entries)
+                done += len(entries)
+
+    async def _submit_in_order(self, states: list[tuple[dict, dict]]) -> None:
+        for alert, model in states:
+            await self.dispatcher.submit(alert, model)
 
     async def drain_loop(self) -> None:
         while not self._stop.is_set():

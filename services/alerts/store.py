@@ -226,6 +226,13 @@ class AlertStore:
     async def done(self, entry: bytes) -> None:
         await self.redis.lrem(_k("outbox"), 1, entry)
 
+    async def done_many(self, entries: list[bytes]) -> None:
+        """`done` for a batch, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.lrem(_k("outbox"), 1, entry)
+            await pipe.execute()
+
     # --- the transaction -------------------------------------------------------------------------
 
     async def _run(self, steps: list[Step], now: datetime) -> list[Outcome | None]:
