@@ -12,6 +12,7 @@ string and map so one request cannot blow up a worker's memory.
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -175,6 +176,31 @@ class ReferenceProfile(BaseModel):
 
 
 # --- outputs -----------------------------------------------------------------------------
+
+
+def event_time(v: Any) -> float:
+    """An event's `timestamp` as epoch seconds: RFC 3339 with an offset, or epoch seconds (the
+    stream workers' fast path over raw JSON; the ingest API validates the same rule).
+
+    >>> event_time("1970-01-01T00:01:00+00:00"), event_time(60)
+    (60.0, 60.0)
+    >>> event_time("1970-01-01T00:01:00")
+    Traceback (most recent call last):
+    ...
+    ValueError: timestamp='1970-01-01T00:01:00': must carry a UTC offset
+    """
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        t = float(v)
+    elif isinstance(v, str):
+        d = datetime.fromisoformat(v)
+        if d.tzinfo is None:
+            raise ValueError(f"timestamp={v!r}: must carry a UTC offset")
+        t = d.timestamp()
+    else:
+        raise ValueError(f"timestamp={v!r}: must be RFC 3339 with offset or epoch seconds")
+    if not math.isfinite(t):
+        raise ValueError(f"timestamp={v!r}: must be finite")
+    return t
 
 
 def finding_id(model_id: str, kind: str, key: str | None, window_start: int) -> str:

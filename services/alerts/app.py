@@ -40,26 +40,15 @@ from shared.events import Finding
 from shared.settings import Settings, get_settings
 
 from services.alerts import lifecycle as lc
+from services.stream import raw_text
 from services.alerts.store import AlertStore, active_counts
 
 log = logging.getLogger("vigil.alerts")
 TOPIC = kafka.TOPICS["findings"]
-MAX_RAW = 256 * 1024  # bytes of a bad record kept in its dead letter
 SWEEP_SECONDS = 5.0
 COMMIT_SECONDS = 0.5  # offsets applied are committed this often (a replay of the rest is a no-op)
 TRIM_SECONDS = 3600.0
 SUBMIT_CONCURRENCY = 64  # dispatcher submits in flight at once (one Redis call each)
-
-
-def _raw(value: bytes | None) -> str:
-    import base64
-    if value is None:
-        return ""
-    value = value[:MAX_RAW]
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(value).decode()
 
 
 def _error(exc: Exception) -> str:
@@ -196,7 +185,7 @@ class AlertsService:
     async def _deadletter(self, r, reason: str, error: str) -> None:
         m.DEADLETTERS.labels(service="alerts", reason=reason).inc()
         value = {"source_topic": r.topic, "partition": r.partition, "offset": r.offset, "error": error,
-                 "raw": _raw(r.value)}
+                 "raw": raw_text(r.value)}
         await self.producer.send_and_wait(kafka.TOPICS["deadletter"], kafka.dumps(value), key=r.key)
         log.warning("finding at %s[%d]@%d sent to the dead letters: %s", r.topic, r.partition, r.offset, error)
 

@@ -32,11 +32,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from shared.events import event_time
 from shared.stats.baseline import Baseline
 from shared.stats.sample import hash_ids
 from shared.stats.window import WindowLayout, WindowState
@@ -78,21 +78,6 @@ class Batch:
                      self.quality[:, idx], pick(self.features), pick(self.versions), pick(self.raw_prediction))
 
 
-def _timestamp(v: Any) -> float:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        t = float(v)
-    elif isinstance(v, str):
-        d = datetime.fromisoformat(v)
-        if d.tzinfo is None:
-            raise ValueError(f"timestamp={v!r}: must carry a UTC offset")
-        t = d.timestamp()
-    else:
-        raise ValueError(f"timestamp={v!r}: must be RFC 3339 with offset or epoch seconds")
-    if not math.isfinite(t):
-        raise ValueError(f"timestamp={v!r}: must be finite")
-    return t
-
-
 def _floats(values: list) -> np.ndarray:
     """Numbers as floats; null, strings and other types as NaN."""
     if set(map(type, values)) <= {float, int, type(None)}:
@@ -112,7 +97,7 @@ def check_event(e: Any) -> str | None:
     if "prediction" not in e:
         return "prediction: required"
     try:
-        _timestamp(e.get("timestamp"))
+        event_time(e.get("timestamp"))
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
@@ -139,7 +124,7 @@ def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig) -> tuple[Ba
         if c is None and isinstance(e.get("probabilities"), dict) and e["probabilities"]:
             c = max(e["probabilities"].values())
         conf.append(c)
-    batch = Batch(hash_ids([e["event_id"] for e in good]), np.array([_timestamp(e["timestamp"]) for e in good], dtype=float),
+    batch = Batch(hash_ids([e["event_id"] for e in good]), np.array([event_time(e["timestamp"]) for e in good], dtype=float),
                   cols, pred, _floats(conf), statuses(cfg.quality, feats), feats,
                   [str(e.get("model_version", "unknown")) for e in good], preds)
     return batch, errors

@@ -41,11 +41,11 @@ import base64
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from shared.events import event_time
 from shared.stats.oversight import KeySample, ReviewCounts
 from shared.stats.sample import hash_ids
 from shared.stats.vendor import VendorDay
@@ -72,21 +72,6 @@ class Config:
 
 
 # --- parsing -----------------------------------------------------------------------------------
-
-def timestamp(v: Any) -> float:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        t = float(v)
-    elif isinstance(v, str):
-        d = datetime.fromisoformat(v)
-        if d.tzinfo is None:
-            raise ValueError(f"timestamp={v!r}: must carry a UTC offset")
-        t = d.timestamp()
-    else:
-        raise ValueError(f"timestamp={v!r}: must be RFC 3339 with offset or epoch seconds")
-    if not math.isfinite(t):
-        raise ValueError(f"timestamp={v!r}: must be finite")
-    return t
-
 
 def _id(e: dict, name: str) -> str | None:
     v = e.get(name)
@@ -134,7 +119,7 @@ def checked(kind: str, e: Any) -> float | str:
     t = e.get("timestamp")
     if type(t) is not float:
         try:
-            t = timestamp(t)
+            t = event_time(t)
         except (ValueError, TypeError) as exc:
             return str(exc)
     if not 0.0 <= t < MAX_TIME:
@@ -293,7 +278,7 @@ def add_reviews(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config
         return Late()
     keys = hash_ids([e["review_id"] for e in events])
     if ts is None:
-        ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
     starts, on_time = _late(ms, "reviews", ts, cfg)
     idx = _dedup(ms, "reviews", keys, starts, np.flatnonzero(on_time))
     if idx.size:
@@ -326,7 +311,7 @@ def add_predictions(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Co
         return Late()
     keys = hash_ids([e["event_id"] for e in events])
     if ts is None:
-        ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
     starts, on_time = _late(ms, "predictions", ts, cfg)
     ok = np.flatnonzero(on_time)
     conf = np.array([np.nan if (c := confidence(events[i])) is None else c for i in ok.tolist()], dtype=float)
@@ -387,7 +372,7 @@ def add_labels(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config,
         return Late()
     keys = hash_ids([e["event_id"] for e in events])
     if ts is None:
-        ts = np.array([timestamp(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
     _, on_time = _late(ms, "labels", ts, cfg)
     ok = np.flatnonzero(on_time).tolist()
     for i in ok:
