@@ -116,6 +116,17 @@ class StreamWorker:
     async def teardown(self) -> None:
         pass
 
+    def keyed(self, records):
+        """Each record as (record, its key as text or None, its events); a record that is not
+        JSON goes to the dead letters instead."""
+        for r in records:
+            try:
+                events = kafka.decode_record(r.value)
+            except Exception as exc:  # noqa: BLE001
+                self.dead(r, "not_json", f"not JSON: {exc}")
+                continue
+            yield r, (r.key.decode(errors="replace") if r.key else None), events
+
     def dead(self, record, reason: str, error: str, raw: bytes | None = None) -> None:
         """Send (part of) a record to `vigil.deadletter` once the batch is handled."""
         self._dead.append((record, reason, error, record.value if raw is None else raw))

@@ -28,9 +28,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 import shared
@@ -40,6 +38,7 @@ from shared.events import Finding
 from shared.settings import Settings, get_settings
 
 from services.alerts import lifecycle as lc
+from services import ops
 from services.stream import raw_text
 from services.alerts.store import AlertStore, active_counts
 
@@ -308,25 +307,7 @@ def create_app(settings: Settings | None = None, *, dispatcher_factory: Callable
     except ImportError:  # the operator page is optional
         log.info("operator page not available")
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"detail": {"errors": errors}})
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz():
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz():
-        checks = await service.readiness()
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, **checks})
-
-    @app.get("/metrics", tags=["ops"])
-    async def metrics():
-        body, ctype = m.exposition()
-        return Response(body, media_type=ctype)
+    ops.install(app, lambda request: service.readiness())
 
     return app
 

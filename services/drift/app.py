@@ -113,13 +113,7 @@ class DriftWorker(stream.StreamWorker):
     async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
         """Count a partition's records into its windows; return the findings of windows that closed."""
         by_model: dict[str, list[dict]] = {}
-        for r in records:
-            try:
-                events = kafka.decode_record(r.value)
-            except Exception as exc:  # noqa: BLE001
-                self.dead(r, "not_json", f"not JSON: {exc}")
-                continue
-            model_id = r.key.decode(errors="replace") if r.key else None
+        for r, model_id, events in self.keyed(records):
             model = await self.registry.get(model_id) if model_id else None
             if model is None:
                 self.dead(r, "unknown_model", f"record key {model_id!r}: no model registered with this id "

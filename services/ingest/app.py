@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
 
 import shared
 from shared import kafka
 from shared.events import LabelEvent, ModelSpec, PredictionEvent, ReviewEvent, VendorSLA
-from shared.metrics import exposition
 from shared.settings import Settings, get_settings
 
 from . import registry, routes
-from .deps import Connections, Conns
+from services import ops
+
+from .deps import Connections, get_connections
 
 
 def create_app(settings: Settings | None = None, *, kafka_bootstrap: str | None = None,
@@ -43,25 +42,7 @@ def create_app(settings: Settings | None = None, *, kafka_bootstrap: str | None 
     app.include_router(routes.router)
     app.include_router(registry.router)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"detail": {"errors": errors}})
-
-    @app.get("/healthz", tags=["ops"])
-    async def healthz():
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz(conns: Conns):
-        checks = await conns.ready()
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ok else 503, content={"ready": ok, **checks})
-
-    @app.get("/metrics", tags=["ops"])
-    async def metrics():
-        body, ctype = exposition()
-        return Response(body, media_type=ctype)
+    ops.install(app, lambda request: get_connections(request).ready())
 
     @app.get("/v1/info", tags=["ops"])
     async def info():

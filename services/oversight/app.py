@@ -96,29 +96,13 @@ class OversightWorker(stream.StreamWorker):
     async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
         kind = KINDS[topic]
         by_model: dict[str, tuple[list[dict], list[np.ndarray]]] = {}
-        for r in records:
-            try:
-                events = kafka.decode_record(r.value)
-            except Exception as exc:  # noqa: BLE001
-                self.dead(r, "not_json", f"not JSON: {exc}")
-                continue
-            model_id = r.key.decode(errors="replace") if r.key else None
+        for r, model_id, events in self.keyed(records):
             if not model_id:
                 self.dead(r, "no_key", "record has no key: records must be keyed by model_id")
                 continue
-            good, ts, bad = st.validate(kind, events)
+            good, ts, bad = st.validate(kind, events, model_id)
             for i, err in bad:
                 self.dead(r, "invalid", f"event {i}: {err}", kafka.dumps(events[i]))
-            if any(e.get("model_id") != model_id for e in good):
-                keep = []
-                for e in good:
-                    if e.get("model_id") == model_id:
-                        keep.append(True)
-                    else:
-                        keep.append(False)
-                        self.dead(r, "invalid", f"event {events.index(e)}: model_id={e.get('model_id')!r}: "
-                                                f"must equal the record key {model_id!r}", kafka.dumps(e))
-                good, ts = [e for e, k in zip(good, keep) if k], ts[np.array(keep, dtype=bool)]
             if good:
                 chunks = by_model.setdefault(model_id, ([], []))
                 chunks[0].extend(good)

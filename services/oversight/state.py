@@ -133,11 +133,15 @@ def check(kind: str, e: Any) -> str | None:
     return r if isinstance(r, str) else None
 
 
-def validate(kind: str, events: Sequence[Any]) -> tuple[list[dict], np.ndarray, list[tuple[int, str]]]:
-    """(the countable events, their times, [(index, error)] of the others)."""
+def validate(kind: str, events: Sequence[Any], model_id: str | None = None
+             ) -> tuple[list[dict], np.ndarray, list[tuple[int, str]]]:
+    """(the countable events, their times, [(index, error)] of the others); with `model_id`
+    (the record's key) an event of another model is an error too."""
     good, ts, bad = [], [], []
     for i, e in enumerate(events):
         r = checked(kind, e)
+        if type(r) is not str and model_id is not None and e.get("model_id") != model_id:
+            r = f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
         if type(r) is str:
             bad.append((i, r))
         else:
