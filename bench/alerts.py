@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from bench import scratch
 from shared.runtime import EmbeddedStack
 from shared.settings import Settings
 from tests.integration.alerts_support import measure_latency
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
-    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-alerts-"))
+    workdir = scratch("vigil-bench-alerts-")
     stack = EmbeddedStack(Settings(kafka_bootstrap=None, redis_url=None, embedded_broker=args.broker,
                                    data_dir=workdir))
     rows = []

@@ -24,7 +24,6 @@ import json
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from bench import scratch
 
 TARGET_RATE, TARGET_P99 = 500, 1.0
 RESULTS = Path(__file__).parent / "results" / "delivery.json"
@@ -119,7 +120,7 @@ async def run(args) -> dict:
     from shared.runtime import free_port, start_redis
     from shared.settings import Settings
 
-    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-delivery-"))
+    workdir = scratch("vigil-bench-delivery-")
     redis_proc = start_redis(workdir)
     port = free_port()
     receiver = subprocess.Popen([sys.executable, "-m", "bench.delivery", "--serve", str(port)])

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import psutil
 from rich.console import Console
 
+from bench import scratch
 from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings
 from tests.integration import drift_support as ds
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--window-events", type=int, default=30_000)
     args = ap.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-drift-"))
+    workdir = scratch("vigil-bench-drift-")
     worker = None
     rng = np.random.default_rng(0)
     stack = EmbeddedStack(Settings(kafka_bootstrap=None, redis_url=None, embedded_broker=args.broker,

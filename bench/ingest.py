@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench import scratch
 from services.commands import wait_ready
 from shared import kafka
 from shared.runtime import EmbeddedStack, free_port
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the ingest process into this file (collapsed stacks)")
     args = ap.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    workdir = scratch("vigil-bench-")
     rng = np.random.default_rng(0)
     bodies = [make_body(b, rng) for b in range(16)]
     stack = EmbeddedStack(Settings(kafka_bootstrap=None, redis_url=None, embedded_broker=args.broker,

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench import scratch
 from shared import kafka
 from shared.events import ModelSpec
 from shared.runtime import EmbeddedStack, free_port
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reviews", type=int, default=300_000)
     ap.add_argument("--calls", type=int, default=100_000)
     args = ap.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-oversight-"))
+    workdir = scratch("vigil-bench-oversight-")
     rng = np.random.default_rng(0)
     days = 8
     reviews = os_.team_reviews("bench", rng, days=days, per_day=args.reviews // days,
