@@ -55,12 +55,13 @@ def main(argv=None) -> int:
     sustained = max((r["rate"] for r in rows if r["p99_s"] < TARGET_P99 and r["notified"] == r["findings"]),
                     default=None)
     t = Table(title=f"alerts: finding published -> notification received ({args.broker}, group_wait 0)")
-    for col in ("findings/s offered", "findings", "notified", "p50", "p99", "max"):
+    for col in ("findings/s offered", "findings", "notified", "p50", "p99", "max", "applied p50 / p99"):
         t.add_column(col, justify="right")
     for r in rows:
         ok = r["p99_s"] < TARGET_P99
         t.add_row(f"{r['offered_per_s']:.0f}", f"{r['findings']:,}", f"{r['notified']:,}", f"{r['p50_s'] * 1000:.0f} ms",
-                  f"[{'green' if ok else 'red'}]{r['p99_s'] * 1000:.0f} ms[/]", f"{r['max_s'] * 1000:.0f} ms")
+                  f"[{'green' if ok else 'red'}]{r['p99_s'] * 1000:.0f} ms[/]", f"{r['max_s'] * 1000:.0f} ms",
+                  f"{r['applied_p50_s'] * 1000:.0f} / {r['applied_p99_s'] * 1000:.0f} ms")
     console.print(t)
     console.print(f"highest rate with p99 < {TARGET_P99:.0f} s: "
                   f"{'none' if sustained is None else f'{sustained:.0f} findings/s'} (target {TARGET_RATE})")

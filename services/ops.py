@@ -7,6 +7,7 @@ The stream workers, which have no web framework, serve the same paths from
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from shared.metrics import exposition
+
+
+GC_THRESHOLD = (20_000, 20, 20)
+
+
+def settle_heap() -> None:
+    """Once a service has started: move what start-up made (modules, clients) out of the
+    collector's sight (`gc.freeze`) and collect young objects less often.
+
+    A service's heap is mostly long-lived; with CPython's defaults (700, 10, 10) the alerts
+    service spent about 13% of its CPU in the collector at 500 findings/s, in full collections
+    of 100-200 ms each, each one a pause for every finding then in flight.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def install(app: FastAPI, readiness: Callable[[Request], Awaitable[dict[str, str]]]) -> None:

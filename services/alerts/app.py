@@ -47,7 +47,6 @@ TOPIC = kafka.TOPICS["findings"]
 SWEEP_SECONDS = 5.0
 COMMIT_SECONDS = 0.5  # offsets applied are committed this often (a replay of the rest is a no-op)
 TRIM_SECONDS = 3600.0
-SUBMIT_CONCURRENCY = 64  # dispatcher submits in flight at once (one Redis call each)
 
 
 def _error(exc: Exception) -> str:
@@ -102,6 +101,7 @@ class AlertsService:
                        asyncio.create_task(self._guard(self.drain_loop, "outbox")),
                        asyncio.create_task(self._guard(self.sweep_loop, "sweep")),
                        asyncio.create_task(self._guard(self.dispatcher.run, "dispatcher"))]
+        ops.settle_heap()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -215,21 +215,11 @@ class AlertsService:
                             if a["status"] != "resolved":
                                 m.DETECTION_LATENCY.observe(max(0.0, published - lc.parse_time(
                                     a["latest"]["window_end"]).timestamp()))
-                # submit every notify of the batch: alerts concurrently, one alert's states in
-                # order (the dispatcher keeps the highest revision); then mark the batch done
-                by_alert: dict[str, list[tuple[dict, dict]]] = {}
-                for e in parsed:
-                    for a, _reason in e["notify"]:
-                        by_alert.setdefault(a["alert_id"], []).append((lc.public(a), e["models"][a["model_id"]]))
-                queues = list(by_alert.values())
-                for i in range(0, len(queues), SUBMIT_CONCURRENCY):
-                    await asyncio.gather(*(self._submit_in_order(q) for q in queues[i:i + SUBMIT_CONCURRENCY]))
+                # every notify of the batch in one round trip, in order; then mark the batch done
+                await self.dispatcher.submit_many([(lc.public(a), e["models"][a["model_id"]])
+                                                   for e in parsed for a, _reason in e["notify"]])
                 await self.store.done_many(entries)
                 done += len(entries)
-
-    async def _submit_in_order(self, states: list[tuple[dict, dict]]) -> None:
-        for alert, model in states:
-            await self.dispatcher.submit(alert, model)
 
     async def drain_loop(self) -> None:
         while not self._stop.is_set():

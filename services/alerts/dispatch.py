@@ -59,6 +59,7 @@ REVISION_TTL = 7 * 86400  # how long (alert_id, revision) is remembered; alerts 
 DONE_TTL = 7 * 86400
 FAILED_KEEP = 1000
 HTTP_TIMEOUT = 10.0  # seconds for one request to a receiver
+SUBMIT_CHUNK = 500  # submits per round trip
 
 # KEYS: none (built from the prefix: one Redis, not Cluster). ARGV: prefix, alert_id, revision,
 # alert JSON, now, model JSON, revision TTL, then per group: key, receiver, group_wait,
@@ -264,6 +265,7 @@ class Dispatcher:
         self._inflight: dict[str, asyncio.Task] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._finishing: list[tuple[list, asyncio.Future]] = []
         self._submit = redis.register_script(_SUBMIT)
         self._flush = redis.register_script(_FLUSH)
         self._claim = redis.register_script(_CLAIM)
@@ -280,16 +282,25 @@ class Dispatcher:
         the alert changes nothing. An alert no longer routed to a group leaves it (PagerDuty,
         where it fired, gets its resolve).
         """
-        model = model or {}
-        routes = self.routing.match(alert, model.get("labels") or {})
-        args: list[Any] = [self.prefix, alert["alert_id"], int(alert.get("revision", 0)),
-                           orjson.dumps(alert, default=str), self.clock(), orjson.dumps(model, default=str),
-                           REVISION_TTL]
-        for receiver, route in routes:
-            args += [self.group_key(receiver, alert["model_id"]), receiver.name, route.group_wait,
-                     route.group_interval, route.repeat_interval]
-        if await self._submit(args=args):
-            self._wake.set()
+        await self.submit_many([(alert, model)])
+
+    async def submit_many(self, changes: list[tuple[dict, dict]]) -> None:
+        """`submit` for (alert, model) pairs in one round trip, applied in their order (so one
+        alert's states keep theirs)."""
+        for i in range(0, len(changes), SUBMIT_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for alert, model in changes[i:i + SUBMIT_CHUNK]:
+                model = model or {}
+                routes = self.routing.match(alert, model.get("labels") or {})
+                args: list[Any] = [self.prefix, alert["alert_id"], int(alert.get("revision", 0)),
+                                   orjson.dumps(alert, default=str), self.clock(), orjson.dumps(model, default=str),
+                                   REVISION_TTL]
+                for receiver, route in routes:
+                    args += [self.group_key(receiver, alert["model_id"]), receiver.name, route.group_wait,
+                             route.group_interval, route.repeat_interval]
+                await self._submit(args=args, client=pipe)
+            if any(await pipe.execute()):
+                self._wake.set()
 
     @staticmethod
     def group_key(receiver: Receiver, model_id: str) -> str:
@@ -492,8 +503,7 @@ class Dispatcher:
                     outcome = Outcome(True, f"{type(exc).__name__}", None)
             now = self.clock()
             if outcome.ok:
-                if await self._complete(args=[self.prefix, nid, lane, now, DONE_TTL]) == 2:
-                    self._wake.set()
+                await self._finish(nid, lane, now)
                 NOTIFICATIONS.labels(channel=channel, outcome="sent").inc()
                 log.info("notification %s sent to %s (%s, %d alerts)", nid, note["receiver"], channel,
                          len(note["alerts"]))
@@ -518,7 +528,36 @@ class Dispatcher:
                 pipe.lpush(self.prefix + "failed", orjson.dumps(record))
                 pipe.ltrim(self.prefix + "failed", 0, FAILED_KEEP - 1)
                 await pipe.execute()
-                if await self._complete(args=[self.prefix, nid, lane, now, DONE_TTL]) == 2:
-                    self._wake.set()
+                await self._finish(nid, lane, now)
                 NOTIFICATIONS.labels(channel=channel, outcome="failed").inc()
                 log.error("notification %s to %s failed for good: %s", nid, note["receiver"], outcome.error)
+
+    async def _finish(self, nid: str, lane: str, now: float) -> None:
+        """Complete a notification (sent, or failed for good). Deliveries finishing in the same
+        turn of the loop share one round trip: the first to arrive waits one turn, then runs
+        every COMPLETE gathered meanwhile in one pipeline and hands each its result."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._finishing.append(([self.prefix, nid, lane, now, DONE_TTL], waiter))
+        if len(self._finishing) > 1:
+            await waiter  # a leader has the batch
+            return
+        batch: list[tuple[list, asyncio.Future]] = []
+        try:
+            await asyncio.sleep(0)
+            batch, self._finishing = self._finishing, []
+            pipe = self.redis.pipeline(transaction=False)
+            for args, _ in batch:
+                await self._complete(args=args, client=pipe)
+            results = await pipe.execute()
+        except BaseException as exc:  # Redis away, or cancelled: every waiter of the batch learns it
+            if not batch:
+                batch, self._finishing = self._finishing, []
+            for _, w in batch:
+                if w is not waiter and not w.done():
+                    w.set_exception(exc if isinstance(exc, Exception) else RuntimeError("completion cancelled"))
+            raise
+        if any(r == 2 for r in results):
+            self._wake.set()  # a lane's next notification became due
+        for _, w in batch:
+            if w is not waiter and not w.done():
+                w.set_result(None)

@@ -117,6 +117,10 @@ class RecordingDispatcher:
         self.keys.add(key)
         self.submitted.append((alert, model))
 
+    async def submit_many(self, changes: list[tuple[dict, dict]]) -> None:
+        for alert, model in changes:
+            await self.submit(alert, model)
+
     async def run(self) -> None:
         await self._stop.wait()
 
@@ -249,6 +253,7 @@ def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float,
             sent: dict[str, float] = {}
             took = asyncio.run(_produce_paced(bootstrap, findings, rate, sent))
             seen: dict[str, float] = {}
+            applied: dict[str, float] = {}  # when the service applied the finding (the alert's received_at)
             deadline = time.time() + timeout
             while time.time() < deadline and len(seen) < n:
                 for req in hook.accepted[n0:]:
@@ -256,10 +261,14 @@ def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float,
                         fid = a["latest"]["finding_id"]
                         if fid in sent:
                             seen.setdefault(fid, req.time)
+                            applied.setdefault(fid, datetime.fromisoformat(
+                                a["received_at"].replace("Z", "+00:00")).timestamp())
                 time.sleep(0.5)
         finally:
             proc.terminate()
             proc.wait(30)
     lat = np.array([seen[f] - sent[f] for f in seen])
+    to_apply = np.array([applied[f] - sent[f] for f in seen])
     return {"findings": n, "offered_per_s": n / took, "notified": len(seen),
-            "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)), "max_s": float(lat.max())}
+            "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)), "max_s": float(lat.max()),
+            "applied_p50_s": float(np.percentile(to_apply, 50)), "applied_p99_s": float(np.percentile(to_apply, 99))}
