@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
     ap.add_argument("--rates", default="250,500,750,1000", help="findings/s, comma-separated")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--models", type=int, default=0,
+                    help="spread the findings over this many models (0: a new model per finding, the worst case)")
     args = ap.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",")]
     workdir = scratch("vigil-bench-alerts-")
@@ -49,19 +51,20 @@ def main(argv=None) -> int:
             with console.status(f"{rate:.0f} findings/s for {args.seconds:.0f} s"), \
                     open(workdir / f"alerts-{rate:.0f}.log", "wb") as log:
                 rows.append({"rate": rate, **measure_latency(stack.kafka_bootstrap, stack.redis_url, rate,
-                                                             args.seconds, log)})
+                                                             args.seconds, log, models=args.models)})
     finally:
         stack.stop()
     sustained = max((r["rate"] for r in rows if r["p99_s"] < TARGET_P99 and r["notified"] == r["findings"]),
                     default=None)
     t = Table(title=f"alerts: finding published -> notification received ({args.broker}, group_wait 0)")
-    for col in ("findings/s offered", "findings", "notified", "p50", "p99", "max", "applied p50 / p99"):
+    for col in ("findings/s offered", "findings", "notified", "p50", "p99", "max", "applied p50 / p99", "CPU/finding"):
         t.add_column(col, justify="right")
     for r in rows:
         ok = r["p99_s"] < TARGET_P99
         t.add_row(f"{r['offered_per_s']:.0f}", f"{r['findings']:,}", f"{r['notified']:,}", f"{r['p50_s'] * 1000:.0f} ms",
                   f"[{'green' if ok else 'red'}]{r['p99_s'] * 1000:.0f} ms[/]", f"{r['max_s'] * 1000:.0f} ms",
-                  f"{r['applied_p50_s'] * 1000:.0f} / {r['applied_p99_s'] * 1000:.0f} ms")
+                  f"{r['applied_p50_s'] * 1000:.0f} / {r['applied_p99_s'] * 1000:.0f} ms",
+                  f"{r['cpu_ms_per_finding']:.2f} ms")
     console.print(t)
     console.print(f"highest rate with p99 < {TARGET_P99:.0f} s: "
                   f"{'none' if sustained is None else f'{sustained:.0f} findings/s'} (target {TARGET_RATE})")

@@ -233,17 +233,17 @@ class AlertsService:
     # --- the sweep ----------------------------------------------------------------------------
 
     async def resettle_all(self, now: datetime | None = None, resolve_stale: bool = True,
-                           open_alerts: list[dict] | None = None) -> int:
-        changed = await self.store.resettle_all(now or self.now(), resolve_stale, open_alerts=open_alerts)
+                           opened: dict[str, tuple[int, dict[str, dict]]] | None = None) -> int:
+        changed = await self.store.resettle_all(now or self.now(), resolve_stale, opened=opened)
         if changed:
             self.kick()
         return changed
 
     async def sweep(self) -> None:
-        open_alerts = await self.store.open_alerts()
-        for sev, n in active_counts(open_alerts).items():
+        opened = await self.store.open_by_model()
+        for sev, n in active_counts(a for _, state in opened.values() for a in state.values()).items():
             m.ALERTS_ACTIVE.labels(severity=sev).set(n)
-        await self.resettle_all(self.now(), open_alerts=open_alerts)
+        await self.resettle_all(self.now(), opened=opened)
 
     async def sweep_loop(self) -> None:
         last_trim = 0.0

@@ -415,10 +415,14 @@ def stale(alert: dict, now: datetime, resolve_after: int = 2, clock: datetime | 
     """
     if alert.get("resolved_at"):
         return False
-    span = timedelta(seconds=resolve_after * cadence(alert))
-    if clock is not None and clock - parse_time(alert["last_seen"]) >= span:
+    if clock is not None and clock - parse_time(alert["last_seen"]) >= timedelta(seconds=resolve_after * cadence(alert)):
         return True
-    return parse_time(alert.get("received_at") or alert["last_seen"]) + span <= now
+    return stale_at(alert, resolve_after) <= now
+
+
+def stale_at(alert: dict, resolve_after: int = 2) -> datetime:
+    """When an open alert goes stale by the wall clock if no finding of it comes (see `stale`)."""
+    return parse_time(alert.get("received_at") or alert["last_seen"]) + timedelta(seconds=resolve_after * cadence(alert))
 
 
 def model_clock(alerts) -> datetime | None:

@@ -34,7 +34,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterable
 
 import orjson
 from redis.exceptions import WatchError
@@ -137,6 +137,7 @@ class AlertStore:
         self.rules = rules
         self._models: dict[str, tuple[float, dict]] = {}
         self._open: dict[str, tuple[int, dict[str, dict]]] = {}  # model -> (ver, open alerts): a read cache
+        self._quiet: dict[str, tuple[tuple, datetime]] = {}  # model -> (what the sweep saw, until when it holds)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -252,17 +253,15 @@ class AlertStore:
                 try:
                     await pipe.watch(_k("silences"), *[_k("ver", m) for m in models], *keys)
                     async with self.redis.pipeline(transaction=False) as rp:
-                        for m in models:
-                            rp.get(_k("ver", m))
-                            rp.get(_k("mode", m))
+                        rp.mget([_k(part, m) for m in models for part in ("ver", "mode")])
                         rp.hvals(_k("silences"))
                         if keys:
                             rp.mget(keys)
                         res = await rp.execute()
-                    vers = {m: int(res[2 * i] or 0) for i, m in enumerate(models)}
-                    modes = {m: _loads(res[2 * i + 1]) for i, m in enumerate(models)}
-                    silences = [Silence.from_dict(orjson.loads(x)) for x in res[2 * len(models)]]
-                    values = dict(zip(keys, res[2 * len(models) + 1])) if keys else {}
+                    vers = {m: int(res[0][2 * i] or 0) for i, m in enumerate(models)}
+                    modes = {m: _loads(res[0][2 * i + 1]) for i, m in enumerate(models)}
+                    silences = [Silence.from_dict(orjson.loads(x)) for x in res[1]]
+                    values = dict(zip(keys, res[2])) if keys else {}
                     opened = await self._open_of(vers)
                     results, writes = [], []
                     for st in steps:
@@ -285,7 +284,7 @@ class AlertStore:
                     w = _Writes(pipe, "findings" if all(isinstance(x[4], list) for x in writes) else str(writes[0][4]))
                     for model_id, model, settled, actions, reason, extra in writes:
                         self._write(w, model_id, model, settled, actions, now, modes[model_id])
-                        pipe.incr(_k("ver", model_id))
+                        w.mset[_k("ver", model_id)] = str(vers[model_id] + 1).encode()  # watched: exact
                         if extra is not None:
                             extra(w)
                     w.queue()
@@ -318,6 +317,8 @@ class AlertStore:
             cached = self._open.get(m)
             if cached is not None and cached[0] == v:
                 out[m] = cached[1]
+            elif v == 0:  # no transaction ever wrote its alerts
+                out[m] = {}
             else:
                 stale.append(m)
         if stale:
@@ -470,21 +471,34 @@ class AlertStore:
         return out if out and out.changed else None
 
     async def resettle_all(self, now: datetime, resolve_stale: bool = True, chunk: int = 200,
-                           open_alerts: list[dict] | None = None) -> int:
+                           opened: dict[str, tuple[int, dict[str, dict]]] | None = None) -> int:
         """`resettle` every model whose open alerts would change, found first by a read-only pass
-        over the open alerts (read here unless given) so a sweep over many quiet models writes
-        nothing. Returns the models changed."""
+        over the open alerts (`open_by_model`, read here unless given) so a sweep over many quiet
+        models writes nothing. A model found quiet is not looked at again until its version, its
+        labels or the silences change, a silence begins or ends, or the wall clock reaches the
+        first of its alerts' `stale_at`. Returns the models changed."""
         silences = await self.silences()
-        by_model: dict[str, dict[str, dict]] = {}
-        for a in open_alerts if open_alerts is not None else await self.open_alerts():
-            by_model.setdefault(a["model_id"], {})[a["alert_id"]] = a
+        opened = opened if opened is not None else await self.open_by_model()
+        models = await self.models(list(opened))
+        sig = orjson.dumps([s.to_dict() for s in silences])
+        boundary = min((t for s in silences for t in (s.starts_at, s.ends_at) if t > now), default=None)
+        if len(self._quiet) > 100_000:
+            self._quiet.clear()
         due = []
-        models = await self.models(list(by_model))
-        for model_id, before in by_model.items():
-            after, _, _, _ = self._resettle_step(model_id, now, resolve_stale).fn(before, silences, {})
+        for model_id, (ver, before) in opened.items():
             labels = models[model_id]["labels"]
+            key = (ver, resolve_stale, sig, labels)
+            memo = self._quiet.get(model_id)
+            if memo is not None and memo[0] == key and now < memo[1]:
+                continue
+            after, _, _, _ = self._resettle_step(model_id, now, resolve_stale).fn(before, silences, {})
             if lc.settle(before, after, labels, silences, now, self.rules).changed:
                 due.append(model_id)
+                self._quiet.pop(model_id, None)
+            else:
+                until = [lc.stale_at(a, self.resolve_after) for a in before.values()] if resolve_stale else []
+                self._quiet[model_id] = (key, min([*until, *([boundary] if boundary else [])],
+                                                  default=datetime.max.replace(tzinfo=timezone.utc)))
         changed = 0
         for i in range(0, len(due), chunk):
             outs = await self._run([self._resettle_step(m, now, resolve_stale) for m in due[i:i + chunk]], now)
@@ -525,17 +539,23 @@ class AlertStore:
             await self.redis.zrem(_k("index"), *gone)
             await self.redis.delete(*[_k("alert", x.decode()) for x in gone])
 
-    async def open_alerts(self) -> list[dict]:
-        """Every open alert, through the per-model cache (only models whose version moved are read)."""
+    async def open_by_model(self) -> dict[str, tuple[int, dict[str, dict]]]:
+        """Each model that has open alerts: (its version, alert_id -> alert), through the
+        per-model cache (only models whose version moved are read)."""
         models = sorted(x.decode() for x in await self.redis.smembers(_k("models")))
         vers = {}
         for i in range(0, len(models), 1000):
             chunk = models[i:i + 1000]
             vers.update((m, int(v or 0)) for m, v in zip(chunk, await self.redis.mget([_k("ver", m) for m in chunk])))
-        return [a for state in (await self._open_of(vers)).values() for a in state.values()]
+        opened = await self._open_of(vers)
+        return {m: (vers[m], opened[m]) for m in vers if opened[m]}
+
+    async def open_alerts(self) -> list[dict]:
+        """Every open alert."""
+        return [a for _, state in (await self.open_by_model()).values() for a in state.values()]
 
 
-def active_counts(alerts: list[dict]) -> dict[str, int]:
+def active_counts(alerts: Iterable[dict]) -> dict[str, int]:
     """Open alerts that are firing or acknowledged, by severity (vigil_alerts_active).
 
     >>> active_counts([{"status": "firing", "severity": "high"}, {"status": "silenced", "severity": "high"}])

@@ -251,12 +251,16 @@ def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float,
             hook.wait_for(20, timeout=60)
             n0 = len(hook.accepted)
             sent: dict[str, float] = {}
+            cpu0 = _cpu_seconds(proc.pid)
             took = asyncio.run(_produce_paced(bootstrap, findings, rate, sent))
             seen: dict[str, float] = {}
             applied: dict[str, float] = {}  # when the service applied the finding (the alert's received_at)
             deadline = time.time() + timeout
+            read = n0
             while time.time() < deadline and len(seen) < n:
-                for req in hook.accepted[n0:]:
+                new = hook.accepted[read:]
+                read += len(new)
+                for req in new:
                     for a in req.body["alerts"]:
                         fid = a["latest"]["finding_id"]
                         if fid in sent:
@@ -264,6 +268,7 @@ def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float,
                             applied.setdefault(fid, datetime.fromisoformat(
                                 a["received_at"].replace("Z", "+00:00")).timestamp())
                 time.sleep(0.5)
+            cpu = _cpu_seconds(proc.pid) - cpu0
         finally:
             proc.terminate()
             proc.wait(30)
@@ -271,4 +276,12 @@ def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float,
     to_apply = np.array([applied[f] - sent[f] for f in seen])
     return {"findings": n, "offered_per_s": n / took, "notified": len(seen),
             "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)), "max_s": float(lat.max()),
-            "applied_p50_s": float(np.percentile(to_apply, 50)), "applied_p99_s": float(np.percentile(to_apply, 99))}
+            "applied_p50_s": float(np.percentile(to_apply, 50)), "applied_p99_s": float(np.percentile(to_apply, 99)),
+            "cpu_ms_per_finding": 1000 * cpu / n}
+
+
+def _cpu_seconds(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
