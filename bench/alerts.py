@@ -1,34 +1,119 @@
 """From finding published to notification received: the alerts service end to end.
 
-    python -m bench.alerts [--broker kafka|tansu] [--rates 250,500,750,1000] [--seconds 10]
+    python -m bench.alerts [--broker kafka|tansu] [--rates 250,500,750,1000] [--seconds 10] [--models 0]
 
 Starts the broker and Redis, then for each rate runs the alerts service as its own process
-(`vigil serve alerts`, group_wait and group_interval 0, a local webhook receiver), publishes
-findings to `vigil.findings` at that rate for `--seconds` (each finding opens a new alert of a
-new model: the worst case, one notification per finding), and times each finding from its
-publication to the arrival of the notification that carries it
-(`tests.integration.alerts_support.measure_latency`). Reports p50/p99 per rate and the
-highest rate sustained with p99 under 1 s; the ceiling in the same run is the dispatcher
-alone (`bench.delivery`'s measurement, submit -> receiver, no Kafka, no lifecycle).
-Results go to bench/results/alerts.json.
+(`vigil serve alerts`, group_wait and group_interval 0) and a webhook receiver as another
+(`bench.delivery`'s), publishes findings to `vigil.findings` at that rate for `--seconds`
+(each finding opens a new alert of a new model: the worst case, one notification per
+finding; `--models N` spreads them over N models), and times each finding from its
+publication to the arrival of the notification that carries it (`measure_latency`). Reports
+p50/p99 per rate, the same up to the service applying the finding, the service's CPU per
+finding, and the highest rate sustained with p99 under 1 s; the ceiling in the same run is
+the dispatcher alone (`bench.delivery`'s measurement, submit -> receiver, no Kafka, no
+lifecycle). Results go to bench/results/alerts.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import psutil
 
 from rich.console import Console
 from rich.table import Table
 
 from bench import scratch
-from shared.runtime import EmbeddedStack
+from shared import kafka
+from shared.runtime import EmbeddedStack, spawn
 from shared.settings import Settings
-from tests.integration.alerts_support import measure_latency
+from tests.integration.alerts_support import ROOT, finding, free_port, publish, start_at_end, start_process, wait_for
 
 console = Console()
 TARGET_RATE, TARGET_P99 = 500, 1.0
+
+
+async def _produce_paced(bootstrap: str, findings: list[dict], rate: float, sent: dict[str, float]) -> float:
+    producer = await kafka.start_producer(bootstrap, "off")
+    try:
+        t0 = time.time()
+        futures = []
+        for i, f in enumerate(findings):
+            delay = t0 + i / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[f["finding_id"]] = time.time()
+            futures.append(await producer.send(kafka.TOPICS["findings"], orjson.dumps(f), key=f["model_id"].encode()))
+        await asyncio.gather(*futures)
+        return time.time() - t0
+    finally:
+        await producer.stop()
+
+
+def measure_latency(bootstrap: str, redis_url: str, rate: float, seconds: float, log, models: int = 0,
+                    env: dict | None = None, timeout: float = 120.0) -> dict:
+    """Run the alerts service as its own process with a webhook receiver in another
+    (`bench.delivery`'s), group_wait and group_interval 0, publish `rate` findings/s for
+    `seconds`, each opening a new alert (a new model each when `models` is 0, else spread over
+    `models` models), and time each from its publication to the arrival of the notification
+    carrying it. Returns the percentiles (s), the same from publication to the service applying
+    it, and the service's CPU per finding."""
+    run = uuid.uuid4().hex[:6]
+    n = int(rate * seconds)
+    now = datetime.now(timezone.utc)
+    model = (lambda i: f"lat-{run}-{i}") if models == 0 else (lambda i: f"lat-{run}-{i % models}")
+    findings = [finding(model(i), i, "high", feature=f"f{i}", window_end=now) for i in range(n)]
+    port, hook_port = free_port(), free_port()
+    url, hook = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hook_port}"
+    receiver = spawn([sys.executable, "-m", "bench.delivery", "--serve", str(hook_port)], stdout=log, cwd=ROOT)
+    group = start_at_end(bootstrap, f"bench-alerts-{run}")
+    proc = start_process(bootstrap, redis_url, port, group, log, VIGIL_WEBHOOK_URL=hook, VIGIL_GROUP_WAIT_SECONDS=0,
+                         VIGIL_GROUP_INTERVAL_SECONDS=0, VIGIL_LOG_LEVEL="WARNING", **(env or {}))
+    try:
+        def ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the alerts service exited with code {proc.returncode}")
+            try:
+                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200 and httpx.get(hook, timeout=2)
+            except httpx.HTTPError:
+                return False
+        wait_for(ready, 60, "the alerts service and the receiver ready", 0.2)
+        warm = [finding(f"warm-{run}-{i}", i, "high", window_end=now) for i in range(20)]
+        publish(bootstrap, warm)
+        wait_for(lambda: len(httpx.get(hook, timeout=10).json()) >= 20, 60, "the warm-up notifications", 0.2)
+        sent: dict[str, float] = {}
+        cpu0 = _cpu_seconds(proc.pid)
+        took = asyncio.run(_produce_paced(bootstrap, findings, rate, sent))
+        got = wait_for(lambda: (r := httpx.get(f"{hook}/all", timeout=10).json()) and
+                       sum(f in r["arrivals"] for f in sent) == n and r, timeout, "every notification", 0.5)
+        cpu = _cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        receiver.terminate()
+        proc.wait(30)
+        receiver.wait(10)
+    seen, applied = got["arrivals"], got["applied"]
+    lat = np.array([seen[f] - sent[f] for f in sent])
+    to_apply = np.array([datetime.fromisoformat(applied[f].replace("Z", "+00:00")).timestamp() - sent[f] for f in sent])
+    return {"findings": n, "offered_per_s": n / took, "notified": len(lat),
+            "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)), "max_s": float(lat.max()),
+            "applied_p50_s": float(np.percentile(to_apply, 50)), "applied_p99_s": float(np.percentile(to_apply, 99)),
+            "cpu_ms_per_finding": 1000 * cpu / n}
+
+
+def _cpu_seconds(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
 
 
 def main(argv=None) -> int:

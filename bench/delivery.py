@@ -39,8 +39,11 @@ RESULTS = Path(__file__).parent / "results" / "delivery.json"
 
 
 def serve(port: int) -> None:
-    """The receiver process: 202 to every POST, arrival times by dedup_key on GET."""
+    """The receiver process: 202 to every POST, arrival times on GET: by dedup_key for a
+    PagerDuty event, by the finding_id of each alert's latest finding for a webhook
+    notification (and, under "applied", each alert's received_at: when the service applied it)."""
     arrivals: dict[str, float] = {}
+    applied: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -51,15 +54,21 @@ def serve(port: int) -> None:
 
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            arrivals.setdefault(body["dedup_key"], time.time())
-            out = json.dumps({"status": "success", "dedup_key": body["dedup_key"]}).encode()
+            t = time.time()
+            if "dedup_key" in body:
+                arrivals.setdefault(body["dedup_key"], t)
+            for a in body.get("alerts") or []:
+                fid = a["latest"]["finding_id"]
+                if fid not in arrivals:
+                    arrivals[fid], applied[fid] = t, a["received_at"]
+            out = json.dumps({"status": "success", "dedup_key": body.get("dedup_key")}).encode()
             self.send_response(202)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
 
         def do_GET(self):  # noqa: N802
-            out = json.dumps(arrivals).encode()
+            out = json.dumps({"arrivals": arrivals, "applied": applied} if self.path == "/all" else arrivals).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import orjson
 import psutil
 from rich.console import Console
 from rich.table import Table

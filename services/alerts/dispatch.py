@@ -250,7 +250,7 @@ class Dispatcher:
 
     def __init__(self, redis, settings, routing: Routing, *, client: "httpx.AsyncClient | None" = None,
                  clock=time.time, backoff_base: float = 1.0, backoff_cap: float = 60.0,
-                 lease_seconds: float = 30.0, poll_seconds: float = 1.0, concurrency: int = 32,
+                 lease_seconds: float = 30.0, poll_seconds: float = 1.0, concurrency: int = 128,
                  rng: random.Random | None = None, prefix: str = PREFIX):
         self.redis, self.settings, self.routing, self.clock = redis, settings, routing, clock
         self.prefix = prefix

@@ -29,6 +29,7 @@ Keys (prefix ``vigil:alerts:``)::
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import defaultdict
@@ -485,7 +486,9 @@ class AlertStore:
         if len(self._quiet) > 100_000:
             self._quiet.clear()
         due = []
-        for model_id, (ver, before) in opened.items():
+        for n, (model_id, (ver, before)) in enumerate(opened.items()):
+            if n % 256 == 255:
+                await asyncio.sleep(0)  # a long pass yields, so deliveries and findings are not held up
             labels = models[model_id]["labels"]
             key = (ver, resolve_stale, sig, labels)
             memo = self._quiet.get(model_id)
