@@ -2,9 +2,9 @@
 
     python -m bench.alerts [--broker kafka|tansu] [--rates 250,500,750,1000] [--seconds 10] [--models 0]
 
-Starts the broker and Redis, then for each rate runs the alerts service as its own process
-(`vigil serve alerts`, group_wait and group_interval 0) and a webhook receiver as another
-(`bench.delivery`'s), publishes findings to `vigil.findings` at that rate for `--seconds`
+Starts the broker and Redis, then for each rate (on an empty Redis database of its own) runs
+the alerts service as its own process (`vigil serve alerts`, group_wait and group_interval 0)
+and a webhook receiver as another (`bench.delivery`'s), publishes findings to `vigil.findings` at that rate for `--seconds`
 (each finding opens a new alert of a new model: the worst case, one notification per
 finding; `--models N` spreads them over N models), and times each finding from its
 publication to the arrival of the notification that carries it (`measure_latency`). Reports
@@ -37,7 +37,8 @@ from bench import scratch
 from shared import kafka
 from shared.runtime import EmbeddedStack, spawn
 from shared.settings import Settings
-from tests.integration.alerts_support import ROOT, finding, free_port, publish, start_at_end, start_process, wait_for
+from tests.integration.alerts_support import (ROOT, finding, free_port, private_db, publish, start_at_end,
+                                              start_process, wait_for)
 
 console = Console()
 TARGET_RATE, TARGET_P99 = 500, 1.0
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
         for rate in rates:
             with console.status(f"{rate:.0f} findings/s for {args.seconds:.0f} s"), \
                     open(workdir / f"alerts-{rate:.0f}.log", "wb") as log:
-                rows.append({"rate": rate, **measure_latency(stack.kafka_bootstrap, stack.redis_url, rate,
+                rows.append({"rate": rate, **measure_latency(stack.kafka_bootstrap, private_db(stack.redis_url), rate,
                                                              args.seconds, log, models=args.models)})
     finally:
         stack.stop()
