@@ -47,8 +47,9 @@ TOPIC = kafka.TOPICS["findings"]
 SWEEP_SECONDS = 5.0
 COMMIT_SECONDS = 0.5  # offsets applied are committed this often (a replay of the rest is a no-op)
 TRIM_SECONDS = 3600.0
-# the broker answers a fetch once it has 64 KiB or after 20 ms: under load, tens of fetches a
-# second instead of one per finding (less work for the broker and for us), at most 20 ms later
+# the broker answers a fetch once it has 64 KiB or after 20 ms, not as soon as one finding is
+# there: a busy stream comes in fewer, larger fetches (less work for the broker and for us),
+# a quiet one at most 20 ms later
 FETCH_WAIT_MS, FETCH_MIN_BYTES = 20, 64 * 1024
 
 
