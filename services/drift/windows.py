@@ -1,7 +1,10 @@
 """Event-time tumbling windows per model, aligned to the Unix epoch, with allowed lateness. No I/O.
 
 A window ``[start, start + size)`` closes when the model's watermark (the largest event time
-seen so far, in log order) reaches ``start + size + lateness``. An event is *late* when the
+seen so far, in log order) reaches ``start + size + lateness``. A new size (the model's spec
+changed) applies from the end of the window holding the watermark: a bridging window runs from
+there to the next multiple of the new size, where windows of the new size begin, so windows
+never overlap and leave no gap (`resize`). An event is *late* when the
 watermark *before it* already closed its window: it is counted (returned, for the
 ``vigil_late_events_total`` metric) and never silently dropped or added to a closed window.
 
@@ -29,6 +32,7 @@ window's state is a `WindowState` (drift; each event_id once) and a `QualityStat
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -178,15 +182,16 @@ class OpenWindow:
     quality: QualityState
     versions: dict[str, int] = field(default_factory=dict)
     raw: RawSample | None = None  # only while the model has no reference
+    end: int | None = None  # None: a checkpoint from before sizes could change (start + the size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state.to_dict(), "quality": self.quality.to_dict(), "versions": self.versions,
-                "raw": None if self.raw is None else self.raw.to_dict()}
+                "raw": None if self.raw is None else self.raw.to_dict(), "end": self.end}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpenWindow:
         return cls(WindowState.from_dict(d["state"]), QualityState.from_dict(d["quality"]), dict(d["versions"]),
-                   None if d.get("raw") is None else RawSample.from_dict(d["raw"]))
+                   None if d.get("raw") is None else RawSample.from_dict(d["raw"]), d.get("end"))
 
 
 @dataclass
@@ -217,6 +222,9 @@ class ModelWindows:
     open: dict[int, OpenWindow] = field(default_factory=dict)
     first_event: float | None = None  # event time of the model's first event, in log order
     reference: dict[str, Any] | None = None  # profile of the first full window (no registered reference)
+    # (from, size): windows of `size` aligned to `from`, for event times from there to the next
+    # epoch's; the first also covers everything before. Empty until the first batch.
+    epochs: list[tuple[int, int]] = field(default_factory=list)
     _base: Baseline | None = field(default=None, repr=False)
 
     @property
@@ -228,13 +236,55 @@ class ModelWindows:
     def to_dict(self) -> dict[str, Any]:
         return {"watermark": None if self.watermark == -math.inf else self.watermark,
                 "open": {str(s): w.to_dict() for s, w in self.open.items()},
-                "first_event": self.first_event, "reference": self.reference}
+                "first_event": self.first_event, "reference": self.reference,
+                "epochs": [list(e) for e in self.epochs]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelWindows:
         wm = -math.inf if d["watermark"] is None else float(d["watermark"])
         return cls(wm, {int(s): OpenWindow.from_dict(w) for s, w in d["open"].items()},
-                   d.get("first_event"), d.get("reference"))
+                   d.get("first_event"), d.get("reference"), [(int(f), int(z)) for f, z in d.get("epochs") or []])
+
+    def resize(self, size: int) -> None:
+        """Windows of `size` from now on. The window holding the watermark keeps its end B; a
+        bridging window runs from B to S, the first multiple of `size` at or after B, and
+        windows of `size` start at S. Epochs no event could still fall in are forgotten.
+
+        >>> mw = ModelWindows(watermark=70.0, epochs=[(0, 60)])
+        >>> mw.resize(45); mw.epochs
+        [(0, 60), (120, 15), (135, 45)]
+        >>> _assign(np.array([10.0, 119.0, 120.0, 134.0, 135.0, 181.0]), mw.epochs)
+        (array([  0,  60, 120, 120, 135, 180]), array([ 60, 120, 135, 135, 180, 225]))
+        """
+        if self.epochs and self.epochs[-1][1] == size:
+            return
+        if not self.epochs or self.watermark == -math.inf:
+            self.epochs = [(0, size)]
+            return
+        i = _epoch_of(self.watermark, self.epochs)
+        f, z = self.epochs[i]
+        b = f + (math.floor((self.watermark - f) / z) + 1) * z  # end of the watermark's window
+        s = -(-b // size) * size
+        self.epochs = self.epochs[:i + 1] + ([(b, s - b)] if s > b else []) + [(s, size)]
+
+    def forget_epochs(self, lateness: int) -> None:
+        """Drop leading epochs every event of which would now be late, and with no open window."""
+        while len(self.epochs) > 1 and self.epochs[1][0] + lateness <= self.watermark \
+                and not any(s < self.epochs[1][0] for s in self.open):
+            self.epochs.pop(0)
+
+
+def _epoch_of(t: float, epochs: list[tuple[int, int]]) -> int:
+    return bisect.bisect_right([f for f, _ in epochs[1:]], t)
+
+
+def _assign(ts: np.ndarray, epochs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each event time's window: (starts, ends)."""
+    which = np.searchsorted(np.array([f for f, _ in epochs[1:]], dtype=float), ts, side="right")
+    f = np.array([e[0] for e in epochs], dtype=np.int64)[which]
+    z = np.array([e[1] for e in epochs], dtype=np.int64)[which]
+    starts = f + (np.floor((ts - f) / z)).astype(np.int64) * z
+    return starts, starts + z
 
 
 class Windows:
@@ -268,16 +318,18 @@ class Windows:
         cfg = self.effective(model_id, cfg)
         bootstrap = not _has_reference(cfg.layout)
         size, lateness = cfg.size, cfg.lateness
+        mw.resize(size)
         before = np.maximum.accumulate(np.concatenate([[mw.watermark], batch.ts]))[:-1]
-        starts = (np.floor(batch.ts / size) * size).astype(np.int64)
-        late = starts + size + lateness <= before
+        starts, ends = _assign(batch.ts, mw.epochs)
+        late = ends + lateness <= before
         on_time = np.flatnonzero(~late)
         for start in np.unique(starts[on_time]).tolist():
             idx = on_time[starts[on_time] == start]
             w = mw.open.get(start)
             if w is None:
                 w = mw.open[start] = OpenWindow(WindowState(cfg.layout), QualityState(cfg.quality),
-                                                raw=RawSample(self.reference_sample) if bootstrap else None)
+                                                raw=RawSample(self.reference_sample) if bootstrap else None,
+                                                end=int(ends[idx[0]]))
             keep = _fresh(w.state.seen, batch.keys[idx])
             if keep.size == 0:
                 continue
@@ -290,17 +342,19 @@ class Windows:
                 w.versions[v] = w.versions.get(v, 0) + 1
         mw.watermark = max(mw.watermark, float(batch.ts.max()))
         closed = []
-        for s, w in sorted(mw.open.items()):
-            if s + size + lateness > mw.watermark:
+        for s, w in sorted(mw.open.items()):  # windows do not overlap: by start is by end
+            e = w.end if w.end is not None else s + size
+            if e + lateness > mw.watermark:
                 break
             del mw.open[s]
             if w.raw is not None and mw.reference is None and s >= mw.first_event:
                 self._adopt(mw, w.raw, cfg, task)
                 w.raw = None
-                closed.append(ClosedWindow(model_id, s, s + size, w.state, w.quality, w.versions))  # quality only
+                closed.append(ClosedWindow(model_id, s, e, w.state, w.quality, w.versions))  # quality only
                 continue
-            closed.append(ClosedWindow(model_id, s, s + size, w.state, w.quality, w.versions,
+            closed.append(ClosedWindow(model_id, s, e, w.state, w.quality, w.versions,
                                        mw.base if w.raw is None and mw.reference is not None else None))
+        mw.forget_epochs(lateness)
         return Added(closed, int(late.sum()))
 
     def _adopt(self, mw: ModelWindows, raw: RawSample, cfg: WindowConfig, task: str | None) -> None:

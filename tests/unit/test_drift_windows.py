@@ -93,3 +93,44 @@ def test_the_drift_modules_doctests_pass():
     from services.drift import evaluate, quality, windows
     for module in (windows, quality, evaluate):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_a_larger_size_applies_from_the_end_of_the_open_window():
+    w = Windows()
+    cfg60, cfg120 = (WindowConfig(z, 0, CFG.layout, CFG.quality) for z in (60, 120))
+    closed = w.add("m", cfg60, columnar(events([10, 70]), cfg60)[0]).closed  # 70 closes [0, 60)
+    closed += w.add("m", cfg120, columnar(events([100, 130, 250], 2), cfg120)[0]).closed
+    # [60, 120) keeps its size (it held 70 and now 100); windows of 120 s start at 120
+    assert [(c.start, c.end, c.state.n) for c in closed] == [(0, 60, 1), (60, 120, 2), (120, 240, 1)]
+    assert sorted((s, o.end) for s, o in w.models["m"].open.items()) == [(240, 360)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(ts=st.lists(st.floats(0, 2_000, allow_nan=False), min_size=2, max_size=150),
+       sizes=st.lists(st.sampled_from([30, 45, 60, 90, 120, 300]), min_size=1, max_size=3),
+       cuts=st.lists(st.integers(1, 149), min_size=1, max_size=3), lateness=st.sampled_from([0, 30]))
+def test_a_changed_window_size_never_makes_windows_overlap_or_lose_an_event(ts, sizes, cuts, lateness):
+    """The spec's size changes between batches: windows stay disjoint, each on-time event is
+    counted once in the window holding it, and windows of a size are aligned to that size."""
+    w, closed, late = Windows(), [], 0
+    bounds = sorted({0, len(ts), *[c for c in cuts if c < len(ts)]})
+    chunks = [events(ts[a:b], a) for a, b in zip(bounds, bounds[1:])]
+    seen_sizes = {60}
+    for k, chunk in enumerate(chunks):
+        size = 60 if k == 0 else sizes[(k - 1) % len(sizes)]
+        seen_sizes.add(size)
+        cfg = WindowConfig(size, lateness, CFG.layout, CFG.quality)
+        added = w.add("m", cfg, columnar(chunk, cfg)[0])
+        closed += added.closed
+        late += added.late
+    mw = w.models["m"]
+    opened = [(s, ow.end, ow.state) for s, ow in mw.open.items()]
+    every = sorted([(c.start, c.end, c.state) for c in closed] + opened, key=lambda x: x[0])
+    for (s1, e1, _), (s2, _, _) in zip(every, every[1:]):
+        assert e1 <= s2, f"[{s1}, {e1}) overlaps the window starting {s2}"
+    assert sum(x[2].n for x in every) + late == len(ts)
+    for s, e, _ in every:  # a window of one of the sizes, aligned to it, or a bridge ending on a multiple of one
+        assert (e - s in seen_sizes and s % (e - s) == 0) or any(e % z == 0 and 0 < e - s < z for z in seen_sizes), (s, e)
+    # round trip through a checkpoint keeps the epochs and ends
+    again = Windows.from_dict(orjson.loads(orjson.dumps(w.to_dict()))).models["m"]
+    assert again.epochs == mw.epochs and {s: o.end for s, o in again.open.items()} == {s: o.end for s, o in mw.open.items()}
