@@ -1,10 +1,13 @@
 """Benchmarks (`make bench`). Each writes its numbers to bench/results/<name>.json."""
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 
@@ -20,3 +23,16 @@ def scratch(prefix: str) -> Path:
     else:
         atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+async def paced(n: int, rate: float, tick: float = 0.005) -> AsyncIterator[range]:
+    """The indices 0..n-1 at `rate` a second: every `tick`, the range now due. One timer per
+    tick, not one per item: a timer per item cost the alerts benchmark's publisher 0.36 of a
+    core at 500/s, 0.18 this way. Each item's own send time is still the caller's to take."""
+    t0, i = time.time(), 0
+    while i < n:
+        due = min(n, int((time.time() - t0) * rate) + 1)
+        if due > i:
+            yield range(i, due)
+            i = due
+        await asyncio.sleep(tick)

@@ -33,7 +33,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import scratch
+from bench import paced, scratch
 from shared import kafka
 from shared.runtime import EmbeddedStack, spawn
 from shared.settings import Settings
@@ -42,7 +42,6 @@ from tests.integration.alerts_support import (ROOT, finding, free_port, private_
 
 console = Console()
 TARGET_RATE, TARGET_P99 = 500, 1.0
-TICK = 0.005  # seconds between the publisher's sends
 
 
 async def _produce_paced(bootstrap: str, findings: list[dict], rate: float, sent: dict[str, float]) -> float:
@@ -50,15 +49,11 @@ async def _produce_paced(bootstrap: str, findings: list[dict], rate: float, sent
     try:
         t0 = time.time()
         futures = []
-        i = 0
-        while i < len(findings):  # every TICK, what is due by then: a steady rate without a timer per finding
-            due = min(len(findings), int((time.time() - t0) * rate) + 1)
-            for f in findings[i:due]:
+        async for due in paced(len(findings), rate):
+            for f in (findings[k] for k in due):
                 sent[f["finding_id"]] = time.time()
                 futures.append(await producer.send(kafka.TOPICS["findings"], orjson.dumps(f),
                                                    key=f["model_id"].encode()))
-            i = max(i, due)
-            await asyncio.sleep(TICK)
         await asyncio.gather(*futures)
         return time.time() - t0
     finally:

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench import scratch
+from bench import paced, scratch
 
 TARGET_RATE, TARGET_P99 = 500, 1.0
 RESULTS = Path(__file__).parent / "results" / "delivery.json"
@@ -98,13 +98,11 @@ async def one_rate(d, receiver: str, rate: int, seconds: float) -> dict:
     tag = uuid.uuid4().hex[:6]
     submitted: dict[str, float] = {}
     t0 = time.time()
-    for i in range(n):
-        delay = t0 + i / rate - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        m = f"b{tag}-{i}"
-        submitted[f"{m}:data_drift:f0"] = time.time()
-        await d.submit(alert(m), {"owners": ["bench"], "labels": {}, "risk_tier": "low"})
+    async for due in paced(n, rate):
+        for i in due:
+            m = f"b{tag}-{i}"
+            submitted[f"{m}:data_drift:f0"] = time.time()
+            await d.submit(alert(m), {"owners": ["bench"], "labels": {}, "risk_tier": "low"})
     submit_span = time.time() - t0
     deadline = time.time() + 5.0
     async with httpx.AsyncClient() as client:

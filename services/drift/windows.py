@@ -32,7 +32,6 @@ window's state is a `WindowState` (drift; each event_id once) and a `QualityStat
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -261,7 +260,7 @@ class ModelWindows:
         if not self.epochs or self.watermark == -math.inf:
             self.epochs = [(0, size)]
             return
-        i = _epoch_of(self.watermark, self.epochs)
+        i = int(_epoch_of(np.array([self.watermark]), self.epochs)[0])
         f, z = self.epochs[i]
         b = f + (math.floor((self.watermark - f) / z) + 1) * z  # end of the watermark's window
         s = -(-b // size) * size
@@ -274,13 +273,14 @@ class ModelWindows:
             self.epochs.pop(0)
 
 
-def _epoch_of(t: float, epochs: list[tuple[int, int]]) -> int:
-    return bisect.bisect_right([f for f, _ in epochs[1:]], t)
+def _epoch_of(ts: np.ndarray, epochs: list[tuple[int, int]]) -> np.ndarray:
+    """Each event time's epoch (index into `epochs`): the last that begins at or before it; the first for earlier times."""
+    return np.searchsorted(np.array([f for f, _ in epochs[1:]], dtype=float), ts, side="right")
 
 
 def _assign(ts: np.ndarray, epochs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Each event time's window: (starts, ends)."""
-    which = np.searchsorted(np.array([f for f, _ in epochs[1:]], dtype=float), ts, side="right")
+    which = _epoch_of(ts, epochs)
     f = np.array([e[0] for e in epochs], dtype=np.int64)[which]
     z = np.array([e[1] for e in epochs], dtype=np.int64)[which]
     starts = f + (np.floor((ts - f) / z)).astype(np.int64) * z
