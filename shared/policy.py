@@ -51,6 +51,7 @@ TREND_WINDOWS = 7  # least-squares slope over the last 7 windows
 TREND_HORIZON = 7  # projected 7 windows ahead
 ROLLBACK_DEGRADATION = 0.15  # a critical finding with more degradation recommends rollback
 FAIRNESS_MIN_GROUP = 100
+PERFORMANCE_MIN_LABELS = 100  # labelled predictions before a window's performance is judged (Vigil's choice)
 # --- oversight ------------------------------------------------------------------------------
 OVERSIGHT_DAYS = 7
 OVERRIDE_RATE_MIN = 0.02
@@ -73,6 +74,8 @@ SLA_LATENCY_FACTOR = 1.2
 SLA_MIN_SAMPLES = 100
 SLA_PERIOD_DAYS = 7
 CANARY_ERROR_MARGIN = 0.005
+CANARY_MIN_CALLS = 100  # calls of canary and of primary in a window before they are compared (Vigil's choice)
+SHADOW_MIN_PAIRS = 100  # shadow/primary pairs (same request_id) before agreement is judged (Vigil's choice)
 
 TIERS: dict[str, tuple[tuple[float, Severity], ...]] = {  # metric -> ((above, severity), ...), highest first
     "psi": ((0.3, CRITICAL), (0.2, HIGH), (0.1, MEDIUM)),
@@ -82,6 +85,8 @@ TIERS: dict[str, tuple[tuple[float, Severity], ...]] = {  # metric -> ((above, s
     "demographic_parity_difference": ((0.2, HIGH), (0.1, MEDIUM)),
     "equalized_odds_difference": ((0.2, HIGH), (0.1, MEDIUM)),
     "concept_drift": ((0.05, MEDIUM),),  # mean of the last 4 windows - current
+    # share of shadow predictions that differ from the primary's for the same request (Vigil's choice)
+    "disagreement": ((0.25, HIGH), (0.10, MEDIUM)),
     "percentile": ((99.9, CRITICAL), (99.0, HIGH), (95.0, MEDIUM)),  # calibrated mode; Vigil's choice
     # data quality: the worst share of a window's events breaking the schema (null rate above
     # max_null_rate counts by its excess); Vigil's choice
@@ -98,7 +103,11 @@ GATES: dict[str, tuple[str, str]] = {
 # window of 60 events and a shift for one of 60,000; without this gate small windows (the
 # first, partial window of a stream) and many features raise false alarms. *Vigil's choice*;
 # `psi_p_value: 1` turns it off. A PSI reported without `psi_p_adjusted` is not gated.
-SOFT_GATES: dict[str, tuple[str, str]] = {"psi": ("psi_p_adjusted", "psi_p_value")}
+SOFT_GATES: dict[str, tuple[str, str]] = {"psi": ("psi_p_adjusted", "psi_p_value"),
+                                          # accuracy's fall must be significant too (binomial z-test;
+                                          # other metrics report no p-value and are not gated)
+                                          "degradation": ("degradation_p_value", "performance_p_value"),
+                                          "concept_drift": ("concept_p_value", "performance_p_value")}
 CALIBRATED = ("psi", "ks_statistic", "js_distance")  # metrics reported with a `<metric>_percentile`
 # Overridable numbers: key -> (default, low, high); a value must lie in (low, high].
 SCALARS: dict[str, tuple[float, float, float]] = {
@@ -120,6 +129,10 @@ SCALARS: dict[str, tuple[float, float, float]] = {
     "review_coverage_min": (REVIEW_COVERAGE_MIN, 0.0, 1.0),
     "coverage_min_predictions": (COVERAGE_MIN_PREDICTIONS, 0.0, math.inf),
     "canary_error_margin": (CANARY_ERROR_MARGIN, 0.0, 1.0),
+    "canary_min_calls": (CANARY_MIN_CALLS, 0.0, math.inf),
+    "shadow_min_pairs": (SHADOW_MIN_PAIRS, 0.0, math.inf),
+    "performance_min_labels": (PERFORMANCE_MIN_LABELS, 0.0, math.inf),
+    "performance_p_value": (ALPHA, 0.0, 1.0),
     "fairness_min_group": (FAIRNESS_MIN_GROUP, 0.0, math.inf),
 }
 FLAGS = {"calibrated": False}
@@ -132,6 +145,8 @@ KIND_SEVERITY: dict[str, Severity] = {
     "review_coverage_gap": MEDIUM,
     "vendor_sla_violation": MEDIUM,
     "vendor_sla_persistent": HIGH,
+    "performance_trend": MEDIUM,  # declining, projected to breach: retrain soon (notify, normal retraining)
+    "canary_regression": HIGH,  # a canary to roll back (one to monitor closely is published at low)
 }
 
 

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     # Drift
     drift_group: str = "vigil-drift"  # consumer group, and the namespace of its Redis checkpoints
     drift_checkpoint_seconds: float = 2.0  # also saved on every window close and on revoke
+    drift_label_retention_seconds: int = 7 * 86400  # label time a prediction's key is kept (late vs unmatched)
+    drift_max_pending: int = 2_000_000  # predictions waiting for labels per model; past it the oldest windows go
 
     # Oversight
     oversight_group: str = "vigil-oversight"  # consumer group, and the namespace of its checkpoints

@@ -1,8 +1,12 @@
-"""The drift worker: `vigil.predictions` -> windows -> findings on `vigil.findings`. Moves data only.
+"""The drift worker: `vigil.predictions` and `vigil.labels` -> windows -> findings on `vigil.findings`.
+Moves data only.
 
 Checkpoints, restores, fencing, the findings outbox and dead letters are `services.stream`'s
 (shared with the oversight worker); this module holds what is drift's: the per-partition
-`Windows`, the registry reads, and the window evaluation.
+`DriftState` (the `Windows` of the predictions and each model's `LabelJoin`), the registry
+reads, and the evaluations: a drift window when it closes (`services.drift.evaluate`), its
+performance window once its labels are in (`services.drift.performance`), and the online
+detectors on the labelled errors as labels join.
 
 Records must be keyed by model_id (ingest and `shared.emitter` do so): then all of a model's
 events are in one partition, per-partition state is per-model state, and each window is
@@ -20,16 +24,17 @@ from shared import metrics as m
 from shared.events import ModelSpec, ReferenceColumn
 from shared.settings import Settings
 from shared.stats.baseline import Baseline
-from shared.stats.window import WindowLayout
 from services import stream
 from services.models_feed import ModelsFeed
-from services.drift.evaluate import findings as window_findings, gauges
-from services.drift.quality import QualityLayout
-from services.drift.windows import ClosedWindow, WindowConfig, Windows, check_event, columnar
+from services.drift.labels import check_label
+from services.drift.state import Applied, DriftState, window_config
+from services.drift.windows import WindowConfig, check_event
 
 TOPIC = kafka.TOPICS["predictions"]
+LABELS = kafka.TOPICS["labels"]
 REGISTRY_TTL = 10.0  # seconds a model's spec and reference are cached
-GAUGES = {"psi": m.FEATURE_PSI, "ks_statistic": m.FEATURE_KS, "js_divergence": m.PREDICTION_JS}
+GAUGES = {"psi": m.FEATURE_PSI, "ks_statistic": m.FEATURE_KS, "js_divergence": m.PREDICTION_JS,
+          "performance": m.MODEL_PERFORMANCE, "fairness": m.FAIRNESS_GAP}
 
 
 @dataclass
@@ -76,30 +81,29 @@ class Registry:
         if ref_json:
             cols = {n: ReferenceColumn.model_validate(c) for n, c in ref_json.items()}
             base = Baseline.from_profile(cols, task=spec.task)
-        layout = WindowLayout.of(base, self.sample_size) if base is not None else WindowLayout(sample_size=self.sample_size)
-        model = Model(spec, base, WindowConfig(spec.window_seconds, spec.allowed_lateness_seconds, layout,
-                                               QualityLayout.of(spec.features)), time.monotonic(), source)
+        model = Model(spec, base, window_config(spec, base, self.sample_size), time.monotonic(), source)
         self.models[model_id] = model
         return model
 
 
 class DriftWorker(stream.StreamWorker):
     service = "drift"
-    topics = (TOPIC,)
+    topics = (TOPIC, LABELS)
 
     def __init__(self, settings: Settings, group: str | None = None, checkpoint_seconds: float | None = None,
                  window_sample: int | None = None):
         super().__init__(settings, group or settings.drift_group,
                          settings.drift_checkpoint_seconds if checkpoint_seconds is None else checkpoint_seconds)
         self.window_sample = window_sample or 12_000
+        self.labels = 0  # labels joined or counted, for benchmarks and logs
 
-    def new_state(self) -> Windows:
-        return Windows()
+    def new_state(self) -> DriftState:
+        return DriftState()
 
-    def load_state(self, data) -> Windows:
-        return Windows.from_dict(data or {})
+    def load_state(self, data) -> DriftState:
+        return DriftState.from_dict(data)
 
-    def dump_state(self, state: Windows) -> dict:
+    def dump_state(self, state: DriftState) -> dict:
         return state.to_dict()
 
     async def setup(self) -> None:
@@ -110,8 +114,9 @@ class DriftWorker(stream.StreamWorker):
     async def teardown(self) -> None:
         await self.feed.stop()
 
-    async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
-        """Count a partition's records into its windows; return the findings of windows that closed."""
+    async def _by_model(self, records, check) -> dict[str, list[dict]]:
+        """A batch's valid events per model (record key); bad records and events to the dead letters.
+        `check(event, model) -> error or None`."""
         by_model: dict[str, list[dict]] = {}
         for r, model_id, events in self.keyed(records):
             model = await self.registry.get(model_id) if model_id else None
@@ -121,37 +126,59 @@ class DriftWorker(stream.StreamWorker):
                 continue
             good = by_model.setdefault(model_id, [])
             for i, e in enumerate(events):
-                err = check_event(e)
-                if err is None and e.get("model_id") != model_id:
-                    err = f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
-                if err is None:
+                if (err := check(e, model_id, model)) is None:
                     good.append(e)
                 else:
                     self.dead(r, "invalid", f"event {i}: {err}", kafka.dumps(e))
-        windows: Windows = part.state
+        return by_model
+
+    async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
+        """Count a partition's records (predictions into windows and the join, labels into the
+        join); return the findings that became due."""
+        state: DriftState = part.state
         found: list[dict] = []
-        for model_id, events in by_model.items():
-            model = await self.registry.get(model_id)
-            batch, _ = columnar(events, windows.effective(model_id, model.cfg))
-            added = windows.add(model_id, model.cfg, batch, task=model.spec.task)
-            self.events += len(batch)
-            if added.late:
-                m.LATE_EVENTS.labels(model_id=model_id).inc(added.late)
-            for w in added.closed:
-                found.extend(await self._evaluate(w))
+        if topic == LABELS:
+            for model_id, events in (await self._by_model(records, _check_label)).items():
+                found.extend(await self._labels(state, model_id, events))
+            return found
+        for model_id, events in (await self._by_model(records, _check_prediction)).items():
+            found.extend(await self._predictions(state, model_id, events))
         return found
 
-    async def _evaluate(self, w: ClosedWindow) -> list[dict]:
-        model = await self.registry.get(w.model_id)
-        try:
-            found, rows = window_findings(w, w.base or model.base, model.spec,
-                                          "first_window" if w.base is not None else "registered")
-        except ValueError as exc:  # the reference changed while the window was open
-            self.log.warning("window %s@%s not evaluated: %s", w.model_id, w.start, exc)
-            return []
-        for metric, labels, value in gauges(w.model_id, rows):
-            GAUGES[metric].labels(**labels).set(value)
-        return [f.model_dump(mode="json") for f in found]
+    async def _predictions(self, state: DriftState, model_id: str, events: list[dict]) -> list[dict]:
+        return self._apply(state.predictions(model_id, await self.registry.get(model_id), events, self.settings))
+
+    async def _labels(self, state: DriftState, model_id: str, events: list[dict]) -> list[dict]:
+        self.labels += len(events)
+        return self._apply(state.labels(model_id, await self.registry.get(model_id), events, self.settings))
+
+    def _apply(self, out: Applied) -> list[dict]:
+        """Move an application's counts to the metrics; its findings as JSON."""
+        self.events += out.events
+        model_id = out.model_id
+        if out.late:
+            m.LATE_EVENTS.labels(model_id=model_id).inc(out.late)
+        for name, counter in (("matched", m.LABELS_MATCHED), ("late", m.LABELS_LATE),
+                              ("unmatched", m.LABELS_UNMATCHED)):
+            if (n := getattr(out.joined, name)):
+                counter.labels(model_id=model_id).inc(n)
+        for gauge, labels, value in out.gauges:
+            GAUGES[gauge].labels(**labels).set(value)
+        for w, exc in out.skipped:
+            self.log.warning("window %s@%s not evaluated: %s", model_id, w, exc)
+        m.LABELS_PENDING.labels(model_id=model_id).set(out.pending)
+        return [f.model_dump(mode="json") for f in out.findings]
+
+
+def _check_prediction(e, model_id: str, model: Model) -> str | None:
+    err = check_event(e)
+    if err is None and e.get("model_id") != model_id:
+        err = f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
+    return err
+
+
+def _check_label(e, model_id: str, model: Model) -> str | None:
+    return check_label(e, model_id, numeric=model.spec.task == "regression")
 
 
 def serve(settings: Settings) -> None:

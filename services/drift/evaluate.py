@@ -20,6 +20,8 @@ import numpy as np
 from shared import policy
 from shared.events import Finding, ModelSpec, finding_id
 from shared.stats.baseline import Baseline
+from shared.stats.canary import MONITOR_CLOSELY, ROLLBACK, compare_canary, shadow_agreement
+from shared.stats.fairness import gaps
 from shared.stats.window import evaluate as window_metrics
 from services.drift.quality import CODES, MISSING, NULL, OUT_OF_RANGE, UNSEEN, WRONG_TYPE
 from services.drift.windows import ClosedWindow
@@ -27,20 +29,29 @@ from services.drift.windows import ClosedWindow
 EMIT_AT = policy.MEDIUM  # findings below this are not published (gauges still move)
 
 
-def _when(t: int) -> datetime:
+def when(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
 
-def _finding(w: ClosedWindow, spec: ModelSpec, kind: str, feature: str | None, n: int,
-             metrics: dict[str, float | None], evidence: dict[str, Any]) -> Finding | None:
+def finding(model_id: str, model_version: str, start: int, end: int, spec: ModelSpec, kind: str,
+            feature: str | None, n: int, metrics: dict[str, float | None], evidence: dict[str, Any],
+            key: str | None = None, severity: str | None = None, emit_at: str = EMIT_AT) -> Finding | None:
+    """A finding of window [start, end), or None below `emit_at`. Its severity is the policy's
+    grade of `metrics` (or `severity`, for kinds graded as a condition), raised for high-risk
+    models; its id hashes (model, kind, `key` or the feature, start)."""
     th = spec.thresholds
-    sev = policy.escalate(policy.severity(metrics, th), spec.risk_tier)
-    if policy.RANK[sev] < policy.RANK[EMIT_AT]:
+    sev = policy.escalate(severity or policy.severity(metrics, th), spec.risk_tier)
+    if policy.RANK[sev] < policy.RANK[emit_at]:
         return None
-    return Finding(finding_id=finding_id(w.model_id, kind, feature, w.start), kind=kind, model_id=w.model_id,
-                   model_version=w.model_version, feature=feature, window_start=_when(w.start),
-                   window_end=_when(w.end), n=n, metrics=metrics, severity=sev, evidence=evidence,
+    return Finding(finding_id=finding_id(model_id, kind, feature if key is None else key, start), kind=kind,
+                   model_id=model_id, model_version=model_version, feature=feature, window_start=when(start),
+                   window_end=when(end), n=n, metrics=metrics, severity=sev, evidence=evidence,
                    recommended_actions=policy.recommended_actions(sev, metrics, kind, th))
+
+
+def _finding(w: ClosedWindow, spec: ModelSpec, kind: str, feature: str | None, n: int,
+             metrics: dict[str, float | None], evidence: dict[str, Any], **kw: Any) -> Finding | None:
+    return finding(w.model_id, w.model_version, w.start, w.end, spec, kind, feature, n, metrics, evidence, **kw)
 
 
 def drift_findings(w: ClosedWindow, base: Baseline, spec: ModelSpec, reference: str = "registered"
@@ -93,11 +104,67 @@ def quality_findings(w: ClosedWindow, spec: ModelSpec) -> list[Finding]:
     return out
 
 
+def variant_findings(w: ClosedWindow, spec: ModelSpec) -> list[Finding]:
+    """canary_regression (the canary against the primary: error rate, latency) and
+    shadow_disagreement (shadow and primary predictions of the same request_id).
+
+    A canary to roll back is a finding of `KIND_SEVERITY` (high: rollback recommended); one to
+    monitor closely (worse without significance, or slower) is published at low: recorded by
+    the alerts service, not notified (*Vigil's choice*)."""
+    th, out = spec.thresholds, []
+    c = compare_canary(w.variants, margin=policy.threshold("canary_error_margin", th), alpha=policy.ALPHA,
+                       min_calls=int(policy.threshold("canary_min_calls", th)))
+    if c is not None and c["decision"] in (ROLLBACK, MONITOR_CLOSELY):
+        rollback = c["decision"] == ROLLBACK
+        metrics = {**c["metrics"], "rollback_recommended": float(rollback)}
+        evidence = {"decision": c["decision"], "calls": {v: w.variants.n[v] for v in ("primary", "canary")},
+                    "rule": "canary error rate above primary + canary_error_margin with p < 0.05 (two-proportion "
+                            "z-test): roll back; worse without significance, or slower (Mann-Whitney U): monitor"}
+        f = _finding(w, spec, "canary_regression", None, w.variants.n["canary"], metrics, evidence,
+                     severity=policy.kind_severity("canary_regression") if rollback else policy.LOW,
+                     emit_at=policy.LOW)
+        if f is not None:
+            out.append(f)
+    s = shadow_agreement(w.variants, numeric=spec.task == "regression")
+    if s is not None and s["pairs"] >= policy.threshold("shadow_min_pairs", th):
+        evidence = {"pairs": s["pairs"], "rule": "predictions of shadow and primary for the same request_id differ"
+                    + (" by more than 1% (relative)" if spec.task == "regression" else "")}
+        f = _finding(w, spec, "shadow_disagreement", None, s["pairs"],
+                     {"disagreement": s["disagreement"], "agreement": s["agreement"]}, evidence)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def parity(w: ClosedWindow, spec: ModelSpec) -> dict[str, dict[str, Any]]:
+    """Per fairness attribute: the groups' positive-prediction rates and their gaps (`gaps`)."""
+    if spec.fairness is None or not spec.fairness.attributes:
+        return {}
+    return gaps(w.groups, spec.fairness.min_group_size)
+
+
+def fairness_findings(w: ClosedWindow, spec: ModelSpec) -> list[Finding]:
+    """fairness_violation by demographic parity, per attribute (needs no labels; equalized odds
+    comes with the labels: `services.drift.performance`)."""
+    out = []
+    for attribute, g in parity(w, spec).items():
+        dpd = g["demographic_parity_difference"]
+        if dpd is None:
+            continue
+        evidence = {"groups": g["groups"], "excluded": g["excluded"], "min_group_size": spec.fairness.min_group_size,
+                    "positive_label": 1 if spec.positive_label is None else spec.positive_label}
+        f = _finding(w, spec, "fairness_violation", attribute, sum(x["n"] for x in g["groups"].values()),
+                     {"demographic_parity_difference": dpd}, evidence, key=f"{attribute}/demographic_parity")
+        if f is not None:
+            out.append(f)
+    return out
+
+
 def findings(w: ClosedWindow, base: Baseline | None, spec: ModelSpec, reference: str = "registered"
              ) -> tuple[list[Finding], list[dict[str, Any]]]:
     """Every finding of a closed window, in a fixed order, and the drift metric rows (for gauges)."""
     drift, rows = drift_findings(w, base, spec, reference) if base is not None else ([], [])
-    return [*drift, *quality_findings(w, spec)], rows
+    return [*drift, *quality_findings(w, spec), *variant_findings(w, spec), *fairness_findings(w, spec)], rows
 
 
 def gauges(model_id: str, rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, str], float]]:

@@ -41,8 +41,11 @@ import numpy as np
 
 from shared.events import event_time
 from shared.stats.baseline import Baseline
+from shared.stats.canary import VariantCounts
+from shared.stats.fairness import GroupCounts
 from shared.stats.sample import hash_ids
 from shared.stats.window import WindowLayout, WindowState
+from services.drift.labels import VARIANT_CODE, VARIANTS, canonical
 from services.drift.quality import QualityLayout, QualityState, statuses
 
 
@@ -54,6 +57,8 @@ class WindowConfig:
     lateness: int
     layout: WindowLayout
     quality: QualityLayout
+    fairness: tuple[str, ...] = ()  # segment attributes whose positive-prediction rates are compared
+    positive: Any = 1  # the positive class (fairness)
 
 
 @dataclass
@@ -69,16 +74,23 @@ class Batch:
     features: list[Mapping[str, Any]]
     versions: list[str]
     raw_prediction: list[Any] = field(default_factory=list)
+    variant: np.ndarray | None = None  # int8 code of VARIANTS (0: primary)
+    error: np.ndarray | None = None  # bool: the model call failed
+    latency: np.ndarray | None = None  # ms, NaN when not given
+    request_keys: np.ndarray | None = None  # uint64 hash of request_id, 0 when none
+    segments: list[Any] | None = None  # segment map or None, per event
+    codes: np.ndarray | None = None  # prediction codes (the model's class table) or values
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def take(self, idx: np.ndarray) -> Batch:
         def pick(col: Any) -> Any:
-            return col[idx] if isinstance(col, np.ndarray) else [col[i] for i in idx]
+            return None if col is None else col[idx] if isinstance(col, np.ndarray) else [col[i] for i in idx]
         return Batch(self.keys[idx], self.ts[idx], {k: pick(v) for k, v in self.columns.items()},
-                     None if self.prediction is None else pick(self.prediction), self.confidence[idx],
-                     self.quality[:, idx], pick(self.features), pick(self.versions), pick(self.raw_prediction))
+                     pick(self.prediction), self.confidence[idx], self.quality[:, idx], pick(self.features),
+                     pick(self.versions), pick(self.raw_prediction), pick(self.variant), pick(self.error),
+                     pick(self.latency), pick(self.request_keys), pick(self.segments), pick(self.codes))
 
 
 def _floats(values: list) -> np.ndarray:
@@ -99,6 +111,13 @@ def check_event(e: Any) -> str | None:
         return "features: must be an object of name -> value"
     if "prediction" not in e:
         return "prediction: required"
+    if e.get("variant", "primary") not in VARIANT_CODE:
+        return f"variant={e.get('variant')!r}: must be one of {', '.join(VARIANT_CODE)}"
+    lat = e.get("latency_ms")
+    if lat is not None and (type(lat) not in (int, float) or not lat >= 0):
+        return f"latency_ms={lat!r}: must be a number >= 0"
+    if e.get("segment") is not None and not isinstance(e["segment"], dict):
+        return "segment: must be an object of name -> string"
     try:
         event_time(e.get("timestamp"))
     except (ValueError, TypeError) as exc:
@@ -127,9 +146,17 @@ def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig) -> tuple[Ba
         if c is None and isinstance(e.get("probabilities"), dict) and e["probabilities"]:
             c = max(e["probabilities"].values())
         conf.append(c)
+    req = [e.get("request_id") for e in good]
+    rkeys = np.zeros(len(good), dtype=np.uint64)
+    if any(r is not None for r in req):
+        at = [i for i, r in enumerate(req) if isinstance(r, str) and r]
+        rkeys[at] = hash_ids([req[i] for i in at])
     batch = Batch(hash_ids([e["event_id"] for e in good]), np.array([event_time(e["timestamp"]) for e in good], dtype=float),
                   cols, pred, _floats(conf), statuses(cfg.quality, feats), feats,
-                  [str(e.get("model_version", "unknown")) for e in good], preds)
+                  [str(e.get("model_version", "unknown")) for e in good], preds,
+                  np.array([VARIANT_CODE[e.get("variant", "primary")] for e in good], dtype=np.int8),
+                  np.array([e.get("error") is True for e in good], dtype=bool),
+                  _floats([e.get("latency_ms") for e in good]), rkeys, [e.get("segment") for e in good])
     return batch, errors
 
 
@@ -182,15 +209,44 @@ class OpenWindow:
     versions: dict[str, int] = field(default_factory=dict)
     raw: RawSample | None = None  # only while the model has no reference
     end: int | None = None  # None: a checkpoint from before sizes could change (start + the size)
+    variants: VariantCounts = field(default_factory=VariantCounts)  # canary and shadow against primary
+    groups: GroupCounts = field(default_factory=GroupCounts)  # positive-prediction rates per segment group
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state.to_dict(), "quality": self.quality.to_dict(), "versions": self.versions,
-                "raw": None if self.raw is None else self.raw.to_dict(), "end": self.end}
+                "raw": None if self.raw is None else self.raw.to_dict(), "end": self.end,
+                "variants": self.variants.to_dict(), "groups": self.groups.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OpenWindow:
         return cls(WindowState.from_dict(d["state"]), QualityState.from_dict(d["quality"]), dict(d["versions"]),
-                   None if d.get("raw") is None else RawSample.from_dict(d["raw"]), d.get("end"))
+                   None if d.get("raw") is None else RawSample.from_dict(d["raw"]), d.get("end"),
+                   VariantCounts.from_dict(d["variants"]) if d.get("variants") else VariantCounts(),
+                   GroupCounts.from_dict(d["groups"]) if d.get("groups") else GroupCounts())
+
+    def count(self, part: Batch, cfg: WindowConfig) -> None:
+        """Count fresh events of this window (each event_id once): drift, quality, variants, groups."""
+        self.state.update(part.keys, part.columns, part.prediction, part.confidence)
+        self.quality.update(part.quality, part.features)
+        if self.raw is not None:
+            self.raw.update(part.keys, part)
+        for v in part.versions:
+            self.versions[v] = self.versions.get(v, 0) + 1
+        if part.variant is None:
+            return
+        for code in np.unique(part.variant).tolist():
+            at = np.flatnonzero(part.variant == code)
+            paired = part.codes is not None  # shadow pairs need the predictions' codes
+            self.variants.update(VARIANTS[code], part.keys[at], part.error[at], part.latency[at],
+                                 part.request_keys[at] if paired else None, part.codes[at] if paired else None)
+        if cfg.fairness and part.segments is not None:
+            primary = np.flatnonzero(part.variant == 0)
+            positive = canonical(cfg.positive)
+            pred_pos = np.array([canonical(part.raw_prediction[i]) == positive for i in primary.tolist()], dtype=bool)
+            for attribute in cfg.fairness:
+                values = [None if not isinstance(s := part.segments[i], dict) or s.get(attribute) is None
+                          else str(s[attribute]) for i in primary.tolist()]
+                self.groups.update(attribute, values, pred_pos)
 
 
 @dataclass
@@ -202,6 +258,8 @@ class ClosedWindow:
     quality: QualityState
     versions: dict[str, int]
     base: Baseline | None = None  # the first-window reference, when the model has no registered one
+    variants: VariantCounts = field(default_factory=VariantCounts)
+    groups: GroupCounts = field(default_factory=GroupCounts)
 
     @property
     def model_version(self) -> str:
@@ -213,6 +271,9 @@ class ClosedWindow:
 class Added:
     closed: list[ClosedWindow]
     late: int
+    starts: np.ndarray | None = None  # each event's window start and end
+    ends: np.ndarray | None = None
+    on_time: np.ndarray | None = None  # bool: counted in an open window (not late)
 
 
 @dataclass
@@ -278,6 +339,12 @@ def _epoch_of(ts: np.ndarray, epochs: list[tuple[int, int]]) -> np.ndarray:
     return np.searchsorted(np.array([f for f, _ in epochs[1:]], dtype=float), ts, side="right")
 
 
+def window_of(t: float, epochs: list[tuple[int, int]]) -> tuple[int, int]:
+    """The (start, end) of the window holding event time `t`."""
+    s, e = _assign(np.array([t], dtype=float), epochs)
+    return int(s[0]), int(e[0])
+
+
 def _assign(ts: np.ndarray, epochs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Each event time's window: (starts, ends)."""
     which = _epoch_of(ts, epochs)
@@ -307,7 +374,8 @@ class Windows:
         mw = self.models.get(model_id)
         if _has_reference(cfg.layout) or mw is None or mw.base is None:
             return cfg
-        return WindowConfig(cfg.size, cfg.lateness, WindowLayout.of(mw.base, cfg.layout.sample_size), cfg.quality)
+        return WindowConfig(cfg.size, cfg.lateness, WindowLayout.of(mw.base, cfg.layout.sample_size), cfg.quality,
+                            cfg.fairness, cfg.positive)
 
     def add(self, model_id: str, cfg: WindowConfig, batch: Batch, task: str | None = None) -> Added:
         mw = self.models.setdefault(model_id, ModelWindows())
@@ -333,13 +401,7 @@ class Windows:
             keep = _fresh(w.state.seen, batch.keys[idx])
             if keep.size == 0:
                 continue
-            part = batch.take(idx[keep])
-            w.state.update(part.keys, part.columns, part.prediction, part.confidence)
-            w.quality.update(part.quality, part.features)
-            if w.raw is not None:
-                w.raw.update(part.keys, part)
-            for v in part.versions:
-                w.versions[v] = w.versions.get(v, 0) + 1
+            w.count(batch.take(idx[keep]), cfg)
         mw.watermark = max(mw.watermark, float(batch.ts.max()))
         closed = []
         for s, w in sorted(mw.open.items()):  # windows do not overlap: by start is by end
@@ -350,12 +412,14 @@ class Windows:
             if w.raw is not None and mw.reference is None and s >= mw.first_event:
                 self._adopt(mw, w.raw, cfg, task)
                 w.raw = None
-                closed.append(ClosedWindow(model_id, s, e, w.state, w.quality, w.versions))  # quality only
+                closed.append(ClosedWindow(model_id, s, e, w.state, w.quality, w.versions,  # quality only
+                                           variants=w.variants, groups=w.groups))
                 continue
             closed.append(ClosedWindow(model_id, s, e, w.state, w.quality, w.versions,
-                                       mw.base if w.raw is None and mw.reference is not None else None))
+                                       mw.base if w.raw is None and mw.reference is not None else None,
+                                       w.variants, w.groups))
         mw.forget_epochs(lateness)
-        return Added(closed, int(late.sum()))
+        return Added(closed, int(late.sum()), starts, ends, ~late)
 
     def _adopt(self, mw: ModelWindows, raw: RawSample, cfg: WindowConfig, task: str | None) -> None:
         """Make a closed full window's sample the model's reference; rebuild the open windows."""

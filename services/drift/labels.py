@@ -1,0 +1,458 @@
+"""The drift worker's label join: pending predictions, labels, performance windows. No I/O, no clock.
+
+Labels (`vigil.labels`, keyed by model_id like the predictions, so a model's labels and
+predictions meet in one partition state) are joined to predictions by event_id. Per model a
+`LabelJoin` keeps:
+
+- `pending`: each counted prediction's join row (`ROW`: key, window start, event time,
+  prediction code or value, label, label time, score, segment code, variant), 49 bytes, in
+  two key-sorted NumPy runs (a large one merged rarely, a small one merged per batch: an
+  LSM of two levels, so adding a batch costs O(batch + small run) and a label lookup two
+  binary searches);
+- `open`: the performance windows not yet evaluated, start -> [end, predictions]: the drift
+  windows (same epochs, same starts), keyed by *prediction* time;
+- `done`: the keys of evaluated windows (8 bytes each), kept `retention` seconds of label
+  time to tell a late label (its window was evaluated) from one that matches nothing;
+- `buffer`: labels that came before their prediction (at most `LABEL_BUFFER`).
+
+When a label counts: a label for a prediction in window W = [s, e) counts when its time is
+before ``e + label_wait`` and the labels' watermark before it (the running maximum of label
+time in log order) is below ``e + label_wait + lateness``; the first such label of a
+prediction wins; a later one is counted ``late`` (`vigil_labels_late_total`). W is
+evaluated once the predictions' watermark passed ``e + lateness`` (all its predictions are
+in) and the labels' watermark passed ``e + label_wait + lateness`` (every label that can
+count is in). Both rules read only each topic's own log order, so what a window holds never
+depends on how the two topics interleave, how they were cut into batches, or a restart from
+any checkpoint: the join is exact.
+
+A label that matches nothing waits in the buffer until the predictions' watermark passes its
+time + one window + lateness (a prediction arriving after that precedes it in event time
+and is late), then counts as unmatched (`vigil_labels_unmatched_total`). Labels are assumed
+not to precede their prediction by more than a window.
+
+Online detection reads the labels in labels-log order: `queue` holds each counted label in
+that order until its prediction is known (matched, or expired from the buffer), and
+`drain` hands the resolved head to the detector, so the detector's input order is the
+labels log's whatever the interleaving.
+
+Bounds (*Vigil's choice*): `max_pending` rows per model (default 2,000,000: about 100 MiB);
+past it the oldest open windows are dropped unevaluated (`vigil_labels_evicted_total`).
+Class labels get integer codes in first-seen order (`Classes`); metrics are invariant to
+the coding, and the table is checkpointed with the state.
+
+>>> cfg = JoinConfig(label_wait=60, lateness=0, size=60)
+>>> lj = LabelJoin()
+>>> rows = lj.rows(hash_ids(["a", "b"]), np.array([0, 0]), np.array([1.0, 2.0]), lj.classes.codes([1, 0]))
+>>> lj.add_predictions(rows, {0: 60}, cfg)
+>>> lj.add_labels(hash_ids(["a", "b", "a", "zz"]), np.array([70.0, 80.0, 90.0, 95.0]), [1, 1, 0, 1], cfg)
+Joined(matched=2, late=0, duplicate=1, unmatched=0, buffered=1)
+>>> [(w.start, w.rows["label"].tolist()) for w in lj.due(pred_wm=60.0, cfg=cfg)]
+[]
+>>> lj.add_labels(hash_ids(["c"]), np.array([121.0]), [1], cfg).buffered
+1
+>>> [(w.start, len(w.labelled)) for w in lj.due(pred_wm=60.0, cfg=cfg)]
+[(0, 2)]
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from shared.events import event_time
+from shared.stats.canary import VARIANTS
+from shared.stats.sample import hash_ids  # noqa: F401  (the doctests key events with it)
+
+ROW = np.dtype([("key", "<u8"), ("start", "<i8"), ("ts", "<f8"), ("pred", "<f8"), ("label", "<f8"),
+                ("lts", "<f8"), ("score", "<f4"), ("seg", "<i4"), ("variant", "i1")])
+VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}  # ROW's variant: 0 primary
+MERGE_MIN = 65_536  # the small run is merged into the large one past max(this, a quarter of it)
+LABEL_BUFFER = 100_000
+MAX_PENDING = 2_000_000
+MAX_DONE = 4_000_000
+MAX_CODES = 10_000  # distinct classes / segment combinations per model; beyond: -1 (other)
+EMPTY = np.empty(0, dtype=ROW)
+SKIP = -1.0  # a queue item that feeds no detector (errors are >= 0; JSON has no NaN)
+
+
+def canonical(v: Any) -> str:
+    """A label's identity: JSON true/false, numbers by value (1 == 1.0), strings apart from numbers.
+
+    >>> canonical(1) == canonical(1.0), canonical(True) == canonical(1), canonical("1") == canonical(1)
+    (True, False, False)
+    """
+    if v is True or v is False:
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        f = float(v)
+        return str(int(f)) if f.is_integer() and abs(f) < 2 ** 53 else repr(f)
+    return "s:" + str(v)
+
+
+class Codes:
+    """Values -> integer codes in first-seen order (at most MAX_CODES; beyond them -1)."""
+
+    def __init__(self, values: Sequence[Any] = ()):
+        self.values: list[Any] = []
+        self.index: dict[str, int] = {}
+        for v in values:
+            self.code(v)
+
+    def key(self, v: Any) -> str:
+        return canonical(v)
+
+    def code(self, v: Any) -> int:
+        k = self.key(v)
+        c = self.index.get(k)
+        if c is None:
+            if len(self.values) >= MAX_CODES:
+                return -1
+            c = self.index[k] = len(self.values)
+            self.values.append(v)
+        return c
+
+    def codes(self, values: Sequence[Any]) -> np.ndarray:
+        return np.array([self.code(v) for v in values], dtype=float)
+
+
+class Segments(Codes):
+    """Segment maps (name -> value) -> codes; None (no segment) -> -1."""
+
+    def key(self, v: Any) -> str:
+        return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+
+    def code(self, v: Any) -> int:
+        return -1 if not v else super().code(v)
+
+    def column(self, codes: np.ndarray, attribute: str) -> list[str | None]:
+        """Each row's value of one attribute (None: the row has none)."""
+        table = [None if not isinstance(s, dict) or s.get(attribute) is None else str(s[attribute])
+                 for s in self.values] + [None]
+        return [table[c] for c in codes.tolist()]  # -1 -> the trailing None
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    label_wait: int  # seconds after a window's end that its labels count
+    lateness: int  # allowed lateness of both topics
+    size: int  # the current window size (a buffered label waits one window)
+    retention: int = 7 * 86_400  # label time an evaluated window's keys are kept (late vs unmatched)
+    max_pending: int = MAX_PENDING
+
+
+@dataclass
+class Joined:
+    matched: int = 0  # labels that counted
+    late: int = 0  # labels after their window's label_wait (or its evaluation)
+    duplicate: int = 0  # a second label of a prediction already labelled
+    unmatched: int = 0  # labels whose prediction never came (expired from the buffer)
+    buffered: int = 0  # labels waiting for their prediction
+
+    def __iadd__(self, other: Joined) -> Joined:
+        for k in ("matched", "late", "duplicate", "unmatched", "buffered"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        return self
+
+
+@dataclass
+class PerfWindow:
+    """A performance window due for evaluation: its prediction rows (all variants)."""
+
+    start: int
+    end: int
+    rows: np.ndarray  # ROW
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """The primary predictions with a label that counted."""
+        r = self.rows
+        return r[(r["variant"] == 0) & ~np.isnan(r["label"])]
+
+
+def _hits(run: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in `run`, found mask) of `keys`."""
+    if not len(run):
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    pos = np.minimum(np.searchsorted(run["key"], keys), len(run) - 1)
+    return pos, run["key"][pos] == keys
+
+
+def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two key-sorted runs with disjoint keys -> one."""
+    if not len(a):
+        return b
+    if not len(b):
+        return a
+    return np.insert(a, np.searchsorted(a["key"], b["key"]), b)
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+def _unb64(s: str, dtype: Any) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype=dtype).copy()
+
+
+@dataclass
+class LabelJoin:
+    """One model's join state. See the module docstring."""
+
+    wm: float = -math.inf  # labels watermark
+    main: np.ndarray = field(default_factory=lambda: EMPTY)
+    recent: np.ndarray = field(default_factory=lambda: EMPTY)
+    open: dict[int, list[int]] = field(default_factory=dict)  # start -> [end, predictions]
+    done: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  # sorted
+    done_end: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    buffer: dict[int, list[float]] = field(default_factory=dict)  # key -> [label time, label, wm before]
+    queue: list[list] = field(default_factory=list)  # [key, error or None (waiting) or SKIP, time]
+    classes: Codes = field(default_factory=Codes)
+    segments: Segments = field(default_factory=Segments)
+    evicted: int = 0  # rows dropped past max_pending (never evaluated)
+    extra: dict[str, Any] = field(default_factory=dict)  # the performance evaluation's own state
+    _waiting: dict[int, list] = field(default_factory=dict, repr=False)  # key -> its queue item
+
+    def __len__(self) -> int:
+        return len(self.main) + len(self.recent)
+
+    # --- predictions --------------------------------------------------------------------------
+
+    def rows(self, keys: np.ndarray, starts: np.ndarray, ts: np.ndarray, pred: np.ndarray,
+             score: np.ndarray | None = None, segments: Sequence[Any] | None = None,
+             variants: np.ndarray | None = None) -> np.ndarray:
+        """Join rows of counted predictions; `pred`: class codes (`self.classes`) or regression values."""
+        out = np.empty(len(keys), dtype=ROW)
+        out["key"], out["start"], out["ts"], out["pred"] = keys, starts, ts, pred
+        out["label"], out["lts"] = np.nan, np.nan
+        out["score"] = np.nan if score is None else score
+        out["seg"] = -1 if segments is None else [self.segments.code(s) for s in segments]
+        out["variant"] = 0 if variants is None else variants
+        return out
+
+    def add_predictions(self, rows: np.ndarray, ends: Mapping[int, int], cfg: JoinConfig) -> None:
+        """Add join rows (log order; a key already pending keeps its first row); `ends`: window
+        start -> end for the starts in `rows`. Labels waiting in the buffer join them."""
+        if not len(rows):
+            return
+        _, first = np.unique(rows["key"], return_index=True)
+        rows = rows[first]  # key-sorted, first occurrence of each key
+        for run in (self.main, self.recent):
+            rows = rows[~_hits(run, rows["key"])[1]]
+        if not len(rows):
+            return
+        for s, n in zip(*np.unique(rows["start"], return_counts=True)):
+            w = self.open.setdefault(int(s), [int(ends[int(s)]), 0])
+            w[1] += int(n)
+        if self.buffer:
+            self._join_buffered(rows, cfg)
+        self.recent = _merge(self.recent, rows)
+        if len(self.recent) > max(MERGE_MIN, len(self.main) // 4):
+            self.main, self.recent = _merge(self.main, self.recent), EMPTY
+
+    def _join_buffered(self, rows: np.ndarray, cfg: JoinConfig) -> None:
+        waiting = np.fromiter(self.buffer, dtype=np.uint64, count=len(self.buffer))
+        for i in np.flatnonzero(np.isin(rows["key"], waiting)).tolist():
+            k = int(rows["key"][i])
+            lts, label, before = self.buffer.pop(k)
+            item = self._waiting.pop(k, None)
+            if self._counts(int(rows["start"][i]), lts, before, cfg):
+                rows["label"][i], rows["lts"][i] = label, lts
+                if item is not None:
+                    item[1], item[2] = self._error(rows["pred"][i], label, rows["variant"][i]), float(rows["ts"][i])
+            elif item is not None:
+                item[1] = SKIP
+
+    def _counts(self, start: int, lts: float, before: float, cfg: JoinConfig) -> bool:
+        end = self.open[start][0]
+        return lts < end + cfg.label_wait and before < end + cfg.label_wait + cfg.lateness
+
+    def _error(self, pred: float, label: float, variant: int) -> float:
+        """The online detectors' input: 0/1 wrong (classes) or |residual|; SKIP off primary."""
+        if variant != 0:
+            return SKIP
+        return abs(float(pred) - float(label)) if self.extra.get("numeric") else float(pred != label)
+
+    # --- labels ---------------------------------------------------------------------------------
+
+    def add_labels(self, keys: np.ndarray, lts: np.ndarray, labels: Sequence[Any], cfg: JoinConfig,
+                   numeric: bool = False) -> Joined:
+        """Join a batch of labels of this model (log order)."""
+        out = Joined()
+        if not len(keys):
+            return out
+        before = np.maximum.accumulate(np.concatenate([[self.wm], lts]))[:-1]
+        self.wm = max(self.wm, float(lts.max()))
+        values = np.asarray(labels, dtype=float) if numeric else self.classes.codes(labels)
+        self.extra["numeric"] = numeric
+        _, first = np.unique(keys, return_index=True)
+        repeat = np.ones(len(keys), dtype=bool)
+        repeat[first] = False  # a second copy in the batch: the first one decides
+        found = np.zeros(len(keys), dtype=bool)
+        items: list[tuple[int, list]] = []
+        for run in (self.main, self.recent):
+            pos, hit = _hits(run, keys)
+            hit &= ~found & ~repeat
+            found |= hit
+            for i in np.flatnonzero(hit).tolist():
+                j = int(pos[i])
+                if not np.isnan(run["label"][j]):
+                    out.duplicate += 1
+                elif self._counts(int(run["start"][j]), float(lts[i]), float(before[i]), cfg):
+                    run["label"][j], run["lts"][j] = values[i], lts[i]
+                    out.matched += 1
+                    err = self._error(run["pred"][j], values[i], run["variant"][j])
+                    if err != SKIP:
+                        items.append((i, [int(keys[i]), err, float(run["ts"][j])]))
+                else:
+                    out.late += 1
+        out.duplicate += int(repeat.sum())
+        rest = np.flatnonzero(~found & ~repeat)
+        if rest.size and self.done.size:
+            pos = np.minimum(np.searchsorted(self.done, keys[rest]), self.done.size - 1)
+            late = self.done[pos] == keys[rest]
+            out.late += int(late.sum())
+            rest = rest[~late]
+        for i in rest.tolist():
+            k = int(keys[i])
+            if k in self.buffer:
+                out.duplicate += 1
+                continue
+            self.buffer[k] = [float(lts[i]), float(values[i]), float(before[i])]
+            item = [k, None, float(lts[i])]
+            self._waiting[k] = item
+            items.append((i, item))
+            out.buffered += 1
+        items.sort(key=lambda t: t[0])
+        self.queue.extend(item for _, item in items)
+        if len(self.buffer) > LABEL_BUFFER:  # keep the smallest keys: an order-free choice
+            for k in sorted(self.buffer)[LABEL_BUFFER:]:
+                del self.buffer[k]
+                if (item := self._waiting.pop(k, None)) is not None:
+                    item[1] = SKIP
+                out.unmatched += 1
+        return out
+
+    def expire(self, pred_wm: float, cfg: JoinConfig) -> int:
+        """Buffered labels no prediction can still join (its time + a window + lateness passed by
+        the predictions' watermark): dropped, and counted unmatched."""
+        cut = pred_wm - cfg.size - cfg.lateness
+        gone = [k for k, (t, _, _) in self.buffer.items() if t <= cut]
+        for k in gone:
+            del self.buffer[k]
+            if (item := self._waiting.pop(k, None)) is not None:
+                item[1] = SKIP
+        return len(gone)
+
+    def drain(self) -> tuple[np.ndarray, np.ndarray]:
+        """(errors, prediction times) of the counted labels at the head of the queue whose
+        prediction is known, in labels-log order; the queue keeps the rest."""
+        n = 0
+        while n < len(self.queue) and self.queue[n][1] is not None:
+            n += 1
+        head, self.queue = self.queue[:n], self.queue[n:]
+        keep = [it for it in head if it[1] != SKIP]
+        return np.array([it[1] for it in keep], dtype=float), np.array([it[2] for it in keep], dtype=float)
+
+    # --- windows ---------------------------------------------------------------------------------
+
+    def due(self, pred_wm: float, cfg: JoinConfig) -> list[PerfWindow]:
+        """The performance windows due now, in order: their rows leave `pending`, their keys go
+        to `done`. Also forgets done keys past retention and enforces `max_pending`."""
+        out, starts = [], []
+        for s in sorted(self.open):
+            end = self.open[s][0]
+            if end + cfg.lateness > pred_wm or end + cfg.label_wait + cfg.lateness > self.wm:
+                break
+            starts.append(s)
+        if starts:
+            rows = self._take(np.array(starts, dtype=np.int64))
+            order = np.lexsort((rows["key"], rows["start"]))  # by window, then key: the same order after any history
+            rows = rows[order]
+            bounds = np.searchsorted(rows["start"], starts + [starts[-1] + 1])
+            for i, s in enumerate(starts):
+                end = self.open.pop(s)[0]
+                out.append(PerfWindow(s, end, rows[bounds[i]:bounds[i + 1]]))
+            self._remember(rows["key"], np.repeat([w.end for w in out], np.diff(bounds)))
+            keep = self.done_end + cfg.retention > self.wm  # once per evaluation, not per batch
+            if not keep.all():
+                self.done, self.done_end = self.done[keep], self.done_end[keep]
+        while len(self) > cfg.max_pending and self.open:
+            s = min(self.open)
+            self.evicted += self.open.pop(s)[1]
+            self._take(np.array([s], dtype=np.int64))
+        return out
+
+    def _take(self, starts: np.ndarray) -> np.ndarray:
+        """Remove and return the rows of these window starts."""
+        taken = []
+        for name in ("main", "recent"):
+            run = getattr(self, name)
+            sel = np.isin(run["start"], starts)
+            if sel.any():
+                taken.append(run[sel])
+                setattr(self, name, run[~sel])
+        return np.concatenate(taken) if taken else EMPTY
+
+    def _remember(self, keys: np.ndarray, ends: np.ndarray) -> None:
+        order = np.argsort(keys, kind="stable")
+        keys, ends = keys[order], ends[order]
+        pos = np.searchsorted(self.done, keys)
+        self.done, self.done_end = np.insert(self.done, pos, keys), np.insert(self.done_end, pos, ends)
+        if self.done.size > MAX_DONE:  # forget the oldest windows' keys first
+            keep = np.argsort(-self.done_end, kind="stable")[:MAX_DONE]
+            keep.sort()
+            self.done, self.done_end = self.done[keep], self.done_end[keep]
+
+    # --- checkpoint ------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wm": None if self.wm == -math.inf else self.wm, "main": _b64(self.main), "recent": _b64(self.recent),
+                "open": [[s, e, n] for s, (e, n) in sorted(self.open.items())],
+                "done": _b64(self.done), "done_end": _b64(self.done_end),
+                "buffer": [[str(k), t, y, None if b == -math.inf else b] for k, (t, y, b) in self.buffer.items()],
+                "queue": [[str(k), v, t] for k, v, t in self.queue],
+                "classes": self.classes.values, "segments": self.segments.values, "evicted": self.evicted,
+                "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LabelJoin:
+        out = cls(-math.inf if d["wm"] is None else float(d["wm"]), _unb64(d["main"], ROW), _unb64(d["recent"], ROW),
+                  {int(s): [int(e), int(n)] for s, e, n in d["open"]},
+                  _unb64(d["done"], np.uint64), _unb64(d["done_end"], np.int64),
+                  {int(k): [float(t), float(y), -math.inf if b is None else float(b)] for k, t, y, b in d["buffer"]},
+                  [[int(k), v, t] for k, v, t in d["queue"]], Codes(d["classes"]), Segments(d["segments"]),
+                  int(d["evicted"]), dict(d["extra"]))
+        out._waiting = {it[0]: it for it in out.queue if it[1] is None}
+        return out
+
+
+
+
+def check_label(e: Any, model_id: str, numeric: bool) -> str | None:
+    """Why a label event cannot be joined (None when it can): the fields the worker needs.
+
+    >>> check_label({"event_id": "e", "model_id": "m", "label": "x", "timestamp": 0}, "m", numeric=True)
+    "label='x': must be a number for a regression model"
+    """
+    if not isinstance(e, dict):
+        return f"event must be a JSON object, got {type(e).__name__}"
+    if not isinstance(e.get("event_id"), str) or not e["event_id"]:
+        return "event_id: must be a non-empty string"
+    if e.get("model_id") != model_id:
+        return f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
+    label = e.get("label")
+    if label is None or isinstance(label, (dict, list)):
+        return f"label={label!r}: must be a class label or a number"
+    if numeric and (type(label) not in (int, float) or not math.isfinite(label)):
+        return f"label={label!r}: must be a number for a regression model"
+    try:
+        event_time(e.get("timestamp"))
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
