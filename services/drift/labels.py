@@ -276,7 +276,10 @@ class LabelJoin:
         """The online detectors' input: 0/1 wrong (classes) or |residual|; SKIP off primary."""
         if variant != 0:
             return SKIP
-        return abs(float(pred) - float(label)) if self.extra.get("numeric") else float(pred != label)
+        if not self.extra.get("numeric"):
+            return float(pred != label)
+        e = abs(float(pred) - float(label))
+        return e if math.isfinite(e) else SKIP  # a prediction that is no number
 
     # --- labels ---------------------------------------------------------------------------------
 

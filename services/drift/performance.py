@@ -64,7 +64,8 @@ def window_metrics(w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> dict[str, f
     if not len(lab):
         return {}
     if spec.task == "regression":
-        return regression_metrics(lab["pred"], lab["label"])
+        lab = lab[np.isfinite(lab["pred"])]  # a prediction that is no number has no error
+        return regression_metrics(lab["pred"], lab["label"]) if len(lab) else {}
     positive = lj.classes.code(1 if spec.positive_label is None else spec.positive_label) \
         if spec.task == "binary_classification" else None
     return classification_metrics(_codes(lab["pred"]), _codes(lab["label"]), positive)
@@ -199,13 +200,15 @@ def detect(lj: LabelJoin, spec: ModelSpec) -> list[Any]:
             if len(sample) < CALIBRATION:
                 return []
             cal = calibrate_page_hinkley(np.array(sample))
-            extra["detector"] = ErrorDetector("page_hinkley", threshold=cal["threshold"], delta=cal["delta"],
-                                              scale=cal["scale"]).to_dict()
+            extra["detector"] = ErrorDetector.from_calibration(cal).to_dict()
             extra["calibrated"] = {k: v for k, v in cal.items() if isinstance(v, (int, float))}
             del extra["calibration"]
             if not len(values):
                 return []
-    det = ErrorDetector.from_dict(extra["detector"])
+    try:
+        det = ErrorDetector.from_dict(extra["detector"])
+    except ValueError:  # a checkpoint from another river version: the detector starts afresh
+        det = ErrorDetector("adwin") if spec.task != "regression" else ErrorDetector.from_calibration(extra["calibrated"])
     changes = det.update(values, times)
     extra["detector"] = det.to_dict()
     return changes

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import orjson
@@ -17,21 +18,19 @@ from shared import kafka
 from shared.events import ModelSpec
 from shared.runtime import spawn
 from shared.stats.reference import profile
-from services.drift.evaluate import findings as window_findings
-from services.drift.quality import QualityLayout
-from services.drift.windows import WindowConfig, Windows, columnar
+from services.drift.state import DriftState, window_config
+from shared.settings import Settings
 from shared.stats.baseline import Baseline
-from shared.stats.window import WindowLayout
 
 FEATURES = [f"f{j:02d}" for j in range(20)]
 T0 = 1_700_000_040  # a multiple of 60: windows start here
 WINDOW = 60
 
 
-def spec(window: int = WINDOW) -> dict:
+def spec(window: int = WINDOW, **extra) -> dict:
     return ModelSpec(window_seconds=window, allowed_lateness_seconds=0, risk_tier="medium",
                      features={f: {"type": "numeric", "min": -10, "max": 10, "max_null_rate": 0.05}
-                               for f in FEATURES}).model_dump(mode="json")
+                               for f in FEATURES}, **extra).model_dump(mode="json")
 
 
 def reference(rng: np.random.Generator, rows: int = 5_000) -> dict:
@@ -42,10 +41,11 @@ def reference(rng: np.random.Generator, rows: int = 5_000) -> dict:
 
 
 def register(redis_url: str, model_id: str, rng: np.random.Generator, window: int = WINDOW,
-             with_reference: bool = True) -> None:
-    """Write the registry keys ingest writes (`vigil:registry:model:<id>`, `...reference-columns:<id>`)."""
+             with_reference: bool = True, **extra) -> None:
+    """Write the registry keys ingest writes (`vigil:registry:model:<id>`, `...reference-columns:<id>`);
+    `extra`: more ModelSpec fields."""
     r = redis.Redis.from_url(redis_url)
-    r.set(f"vigil:registry:model:{model_id}", orjson.dumps(spec(window)))
+    r.set(f"vigil:registry:model:{model_id}", orjson.dumps(spec(window, **extra)))
     if with_reference:
         r.set(f"vigil:registry:reference-columns:{model_id}", orjson.dumps(reference(rng)))
     r.close()
@@ -65,32 +65,44 @@ def window_events(model_id: str, w: int, n: int, rng: np.random.Generator, shift
             for i in range(n)]
 
 
-async def _produce(bootstrap: str, events: list[dict], batch: int) -> None:
+def labels_of(events: list[dict], accuracy: float, rng: np.random.Generator, delay: float = 20.0) -> list[dict]:
+    """Labels of prediction events, `delay` seconds after each, exactly round(accuracy * n) right."""
+    right = np.zeros(len(events), dtype=bool)
+    right[rng.permutation(len(events))[: round(accuracy * len(events))]] = True
+    return [{"event_id": e["event_id"], "model_id": e["model_id"], "timestamp": e["timestamp"] + delay,
+             "label": e["prediction"] if ok else 1 - e["prediction"]} for e, ok in zip(events, right.tolist())]
+
+
+async def _produce(bootstrap: str, events: list[dict], batch: int, topic: str) -> None:
     producer = await kafka.start_producer(bootstrap, "off")
     try:
-        futures = [await producer.send(kafka.TOPICS["predictions"], value, key=key)
+        futures = [await producer.send(kafka.TOPICS[topic], value, key=key)
                    for key, value in kafka.pack_records(events, batch)]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
-def produce(bootstrap: str, events: list[dict], batch: int = 500) -> None:
-    asyncio.run(_produce(bootstrap, events, batch))
+def produce(bootstrap: str, events: list[dict], batch: int = 500, topic: str = "predictions") -> None:
+    asyncio.run(_produce(bootstrap, events, batch, topic))
 
 
-def expected_findings(redis_url: str, model_id: str, events: list[dict], batch: int = 500) -> dict[str, dict]:
-    """The findings of an uninterrupted run, computed with the pure pieces on the same records."""
+def expected_findings(redis_url: str, model_id: str, events: list[dict], batch: int = 500,
+                      labels: list[dict] = ()) -> dict[str, dict]:
+    """The findings of an uninterrupted run: the worker's pure state (`services.drift.state`) on
+    the same records, predictions first, then labels (the findings do not depend on how the two
+    topics interleave: tests/unit/test_drift_labels.py)."""
     r = redis.Redis.from_url(redis_url)
     s = ModelSpec.model_validate(orjson.loads(r.get(f"vigil:registry:model:{model_id}")))
     ref = orjson.loads(r.get(f"vigil:registry:reference-columns:{model_id}"))
     r.close()
     base = Baseline.from_profile(ref, task=s.task)
-    cfg = WindowConfig(s.window_seconds, s.allowed_lateness_seconds, WindowLayout.of(base), QualityLayout.of(s.features))
-    windows, out = Windows(), {}
-    for _, value in kafka.pack_records(events, batch):
-        for w in windows.add(model_id, cfg, columnar(orjson.loads(value), cfg)[0]).closed:
-            for f in window_findings(w, base, s)[0]:
+    model = SimpleNamespace(spec=s, base=base, cfg=window_config(s, base, 12_000))
+    state, out, settings = DriftState(), {}, Settings()
+    for topic, evs in (("predictions", events), ("labels", list(labels))):
+        apply = state.predictions if topic == "predictions" else state.labels
+        for _, value in kafka.pack_records(evs, batch):
+            for f in apply(model_id, model, orjson.loads(value), settings).findings:
                 out[f.finding_id] = f.model_dump(mode="json")
     return out
 

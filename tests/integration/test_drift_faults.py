@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from shared.kafka import TOPICS
-from tests.integration.drift_support import (checkpoint_offsets, expected_findings, group, produce, register,
-                                             start_worker, wait_for, window_events)
+from tests.integration.drift_support import (checkpoint_offsets, expected_findings, group, labels_of, produce,
+                                             register, start_worker, wait_for, window_events)
 from tests.support import events_of, free_port, model_id, read_records
 
 
@@ -28,18 +28,41 @@ def _assigned(log_path) -> set[int] | None:
     return None if not lines else set(orjson.loads(lines[-1].rsplit("holds partitions ", 1)[1]))
 
 
-def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> None:
+ACCURACY = [0.9, 0.9, 0.9, 0.9, 0.8, 0.9, 0.78, 0.76, 0.9]  # per window, with labels
+
+
+def _labelled_scenario(m: str, rng) -> tuple[list[dict], list[dict]]:
+    """Windows of 600 predictions with labels 20 s later: accuracy falls in windows 4, 6, 7
+    (degradation, concept drift, trend), f03 drifts from window 6; a last window moves the clocks on."""
+    events, labels = [], []
+    for w, acc in enumerate(ACCURACY):
+        evs = window_events(m, w, 600, rng, shift={"f03": 1.0} if w >= 6 else None)
+        events += evs
+        labels += labels_of(evs, acc, rng)
+    tick = window_events(m, len(ACCURACY) + 2, 5, rng)
+    return events + tick, labels + labels_of(tick, 1.0, rng, delay=200)
+
+
+def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int, with_labels: bool = False) -> None:
     rng = np.random.default_rng(3)
     ms = [model_id("kill") for _ in range(models)]
-    all_events = {}
+    all_events, all_labels = {}, {}
     for m in ms:
+        if with_labels:
+            register(redis_url, m, rng, label_wait_seconds=60, baseline_metrics={"accuracy": 0.9})
+            all_events[m], all_labels[m] = _labelled_scenario(m, rng)
+            continue
         register(redis_url, m, rng)
         all_events[m] = [*window_events(m, 0, 1_500, rng), *window_events(m, 1, 1_500, rng, shift={"f03": 1.0}),
                          *window_events(m, 2, 1_500, rng, shift={"f03": 1.0, "f11": -1.0}), *window_events(m, 3, 5, rng)]
+        all_labels[m] = []
     expected = {}
     for m in ms:
-        expected.update(expected_findings(redis_url, m, all_events[m]))
+        expected.update(expected_findings(redis_url, m, all_events[m], labels=all_labels[m]))
     assert expected, "the scenario must produce findings"
+    if with_labels:
+        kinds = {f["kind"] for f in expected.values()}
+        assert {"performance_degradation", "concept_drift", "data_drift"} <= kinds, kinds
     g = group()
     paths = [tmp_path / f"worker{i}.log" for i in range(workers + 1)]
     logs = [open(p, "wb") for p in paths]
@@ -53,14 +76,19 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> No
                 a = [_assigned(p) for p in paths[:2]]
                 return all(a) and a[0] | a[1] == set(range(8)) and not a[0] & a[1] and a
             victim = 0 if watched in wait_for(settled, 40, "two workers to split the partitions")[0] else 1
-        first = [e for m in ms for e in all_events[m][:2_200]]  # window 0 and half of window 1
-        rest = [e for m in ms for e in all_events[m][2_200:]]
+        cut = 2_200 if not with_labels else 2_700  # mid-window: window 1 of 3 / window 4 of 9
+        first = [e for m in ms for e in all_events[m][:cut]]
+        rest = [e for m in ms for e in all_events[m][cut:]]
+        labels = [e for m in ms for e in all_labels[m]]
         produce(broker.address, first)
+        produce(broker.address, labels[: len(labels) // 4], topic="labels")
         wait_for(lambda: checkpoint_offsets(redis_url, g).get(watched, 0) > 0, 40, "a first checkpoint")
         produce(broker.address, rest[: len(rest) // 3])
+        produce(broker.address, labels[len(labels) // 4: len(labels) // 2], topic="labels")
         procs[victim].kill()  # kill -9, mid-window
         procs[victim].wait()
         produce(broker.address, rest[len(rest) // 3:])
+        produce(broker.address, labels[len(labels) // 2:], topic="labels")
         if workers == 1:
             procs.append(start_worker(broker.address, redis_url, g, ports[-1], logs[-1]))
         found = events_of(read_records(broker.address, TOPICS["findings"], keys=set(ms), expect=len(expected),
@@ -96,3 +124,12 @@ def test_kill_9_mid_window_then_restart_gives_the_findings_of_an_uninterrupted_r
 def test_two_workers_equal_one_and_the_survivor_takes_over_exactly(broker_kind, request, redis_url, tmp_path):
     broker = request.getfixturevalue({"kafka": "apache_kafka", "tansu": "tansu"}[broker_kind])
     _run_kill_test(broker, redis_url, tmp_path, workers=2, models=4)
+
+
+def test_kill_9_with_labels_gives_the_performance_findings_of_an_uninterrupted_run(apache_kafka, redis_url, tmp_path):
+    """The label join, the performance windows and the online detector under kill -9 and restart."""
+    _run_kill_test(apache_kafka, redis_url, tmp_path, workers=1, models=2, with_labels=True)
+
+
+def test_two_workers_with_labels_equal_one_and_the_survivor_takes_over_exactly(apache_kafka, redis_url, tmp_path):
+    _run_kill_test(apache_kafka, redis_url, tmp_path, workers=2, models=4, with_labels=True)

@@ -273,22 +273,52 @@ def test_a_segment_with_a_positive_rate_15_points_lower_is_a_fairness_violation_
 
 # --- exactness --------------------------------------------------------------------------------
 
-PREDS, LABELS = series([0.9, 0.9, 0.9, 0.9, 0.8, 0.78, 0.76, 0.9], n=300, seed=13,
-                       segment={"region": "north"}, latency_ms=10.0)
-EXACT_MODEL = make_model(baseline_metrics={"accuracy": 0.9}, fairness={"attributes": ["region"], "min_group_size": 50})
-REFERENCE, _ = run(EXACT_MODEL, interleave(PREDS, LABELS))
+def regression_series(sd=(1, 1, 1, 1, 1, 2, 2, 2), n=500, seed=21):
+    """Predictions N(10, 3) with labels off by N(0, sd[k]) in window k: the error doubles from window 5."""
+    rng = np.random.default_rng(seed)
+    preds, labels = [], []
+    for k, s in enumerate(sd):
+        ts = T0 + k * W + np.sort(rng.uniform(0, W - 1, size=n))
+        y = rng.normal(10, 3, size=n)
+        for i in range(n):
+            preds.append({"event_id": f"r{k}-{i}", "model_id": "m", "timestamp": float(ts[i]),
+                          "features": {"x": 0.0}, "prediction": round(float(y[i]), 4)})
+            labels.append({"event_id": f"r{k}-{i}", "model_id": "m", "timestamp": float(ts[i]) + 30,
+                           "label": round(float(y[i] + rng.normal(0, s)), 4)})
+    return preds, labels
 
 
-def test_the_reference_run_has_performance_findings():
-    kinds = {f["kind"] for f in REFERENCE.values()}
-    assert {"performance_degradation", "concept_drift"} <= kinds
+SCENARIOS = {
+    "classification": (make_model(baseline_metrics={"accuracy": 0.9},
+                                  fairness={"attributes": ["region"], "min_group_size": 50}),
+                       *series([0.9, 0.9, 0.9, 0.9, 0.8, 0.78, 0.76, 0.9], n=300, seed=13,
+                               segment={"region": "north"}, latency_ms=10.0)),
+    "regression": (make_model(task="regression", baseline_metrics={"rmse": 1.0}), *regression_series()),
+}
+REFERENCES = {name: run(model, interleave(p, lab))[0] for name, (model, p, lab) in SCENARIOS.items()}
 
 
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_findings_do_not_depend_on_interleaving_batching_or_a_checkpoint_restore(data):
+def test_the_reference_runs_have_performance_and_online_findings():
+    kinds = {name: {(f["kind"], f["evidence"].get("detector")) for f in ref.values()} for name, ref in REFERENCES.items()}
+    assert {("performance_degradation", None), ("concept_drift", None), ("concept_drift", "adwin")} \
+        <= kinds["classification"]
+    assert {("performance_degradation", None), ("concept_drift", "page_hinkley")} <= kinds["regression"]
+
+
+def test_regression_degradation_is_relative_to_the_baseline_rmse():
+    found = REFERENCES["regression"]
+    worst = max(f["metrics"]["degradation"] for f in of_kind(found, "performance_degradation"))
+    assert worst == pytest.approx(1.0, abs=0.15)  # rmse 2 against a baseline of 1: 100% worse
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_findings_do_not_depend_on_interleaving_batching_or_a_checkpoint_restore(scenario, data):
     """Any interleaving of the two logs (each in its own order), any batch sizes, and a restore
     from a JSON checkpoint at any point: the same findings."""
+    EXACT_MODEL, PREDS, LABELS = SCENARIOS[scenario]
+    REFERENCE = REFERENCES[scenario]
     cuts = lambda n: sorted(data.draw(st.sets(st.integers(1, n - 1), max_size=12)))  # noqa: E731
     pc = cuts(len(PREDS))
     p_batches = [b for b in (PREDS[a:b] for a, b in zip([0, *pc], [*pc, len(PREDS)])) if b]
