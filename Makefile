@@ -44,6 +44,7 @@ bench: test-deps $(BENCH_STAMP)
 	$(PY) -m bench.drift
 	$(PY) -m bench.stats
 	$(PY) -m bench.compare
+	$(PY) -m bench.concept
 	$(PY) -m bench.oversight
 	$(PY) -m bench.alerts
 

@@ -6,9 +6,10 @@ predictions meet in one partition state) are joined to predictions by event_id. 
 
 - `pending`: each counted prediction's join row (`ROW`: key, window start, event time,
   prediction code or value, label, label time, score, segment code, variant), 49 bytes, in
-  two key-sorted NumPy runs (a large one merged rarely, a small one merged per batch: an
-  LSM of two levels, so adding a batch costs O(batch + small run) and a label lookup two
-  binary searches);
+  two key-sorted NumPy runs: a small one (at most `MERGE_MIN` rows) that each batch is merged
+  into, and a large one it is merged into when full (an LSM of two levels: adding a batch
+  costs O(batch + MERGE_MIN), amortised O(pending / MERGE_MIN) per row, and a label lookup
+  two binary searches);
 - `open`: the performance windows not yet evaluated, start -> [end, predictions]: the drift
   windows (same epochs, same starts), keyed by *prediction* time;
 - `done`: the keys of evaluated windows (8 bytes each), kept `retention` seconds of label
@@ -43,7 +44,8 @@ the coding, and the table is checkpointed with the state.
 >>> cfg = JoinConfig(label_wait=60, lateness=0, size=60)
 >>> lj = LabelJoin()
 >>> rows = lj.rows(hash_ids(["a", "b"]), np.array([0, 0]), np.array([1.0, 2.0]), lj.classes.codes([1, 0]))
->>> lj.add_predictions(rows, {0: 60}, cfg)
+>>> lj.add_predictions(rows, {0: 60}, cfg).matched
+0
 >>> lj.add_labels(hash_ids(["a", "b", "a", "zz"]), np.array([70.0, 80.0, 90.0, 95.0]), [1, 1, 0, 1], cfg)
 Joined(matched=2, late=0, duplicate=1, unmatched=0, buffered=1)
 >>> [(w.start, w.rows["label"].tolist()) for w in lj.due(pred_wm=60.0, cfg=cfg)]
@@ -72,7 +74,7 @@ from shared.stats.sample import hash_ids  # noqa: F401  (the doctests key events
 ROW = np.dtype([("key", "<u8"), ("start", "<i8"), ("ts", "<f8"), ("pred", "<f8"), ("label", "<f8"),
                 ("lts", "<f8"), ("score", "<f4"), ("seg", "<i4"), ("variant", "i1")])
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}  # ROW's variant: 0 primary
-MERGE_MIN = 65_536  # the small run is merged into the large one past max(this, a quarter of it)
+MERGE_MIN = 65_536  # the small run is merged into the large one past this many rows
 LABEL_BUFFER = 100_000
 MAX_PENDING = 2_000_000
 MAX_DONE = 4_000_000
@@ -217,6 +219,7 @@ class LabelJoin:
     evicted: int = 0  # rows dropped past max_pending (never evaluated)
     extra: dict[str, Any] = field(default_factory=dict)  # the performance evaluation's own state
     _waiting: dict[int, list] = field(default_factory=dict, repr=False)  # key -> its queue item
+    _oldest: float = field(default=-math.inf, repr=False)  # at most the buffer's oldest label time
 
     def __len__(self) -> int:
         return len(self.main) + len(self.recent)
@@ -235,38 +238,44 @@ class LabelJoin:
         out["variant"] = 0 if variants is None else variants
         return out
 
-    def add_predictions(self, rows: np.ndarray, ends: Mapping[int, int], cfg: JoinConfig) -> None:
+    def add_predictions(self, rows: np.ndarray, ends: Mapping[int, int], cfg: JoinConfig) -> Joined:
         """Add join rows (log order; a key already pending keeps its first row); `ends`: window
-        start -> end for the starts in `rows`. Labels waiting in the buffer join them."""
+        start -> end for the starts in `rows`. Labels waiting in the buffer join them (counted
+        matched or late)."""
+        out = Joined()
         if not len(rows):
-            return
+            return out
         _, first = np.unique(rows["key"], return_index=True)
         rows = rows[first]  # key-sorted, first occurrence of each key
         for run in (self.main, self.recent):
             rows = rows[~_hits(run, rows["key"])[1]]
         if not len(rows):
-            return
+            return out
         for s, n in zip(*np.unique(rows["start"], return_counts=True)):
             w = self.open.setdefault(int(s), [int(ends[int(s)]), 0])
             w[1] += int(n)
         if self.buffer:
-            self._join_buffered(rows, cfg)
+            out = self._join_buffered(rows, cfg)
         self.recent = _merge(self.recent, rows)
-        if len(self.recent) > max(MERGE_MIN, len(self.main) // 4):
+        if len(self.recent) > MERGE_MIN:
             self.main, self.recent = _merge(self.main, self.recent), EMPTY
+        return out
 
-    def _join_buffered(self, rows: np.ndarray, cfg: JoinConfig) -> None:
-        waiting = np.fromiter(self.buffer, dtype=np.uint64, count=len(self.buffer))
-        for i in np.flatnonzero(np.isin(rows["key"], waiting)).tolist():
-            k = int(rows["key"][i])
+    def _join_buffered(self, rows: np.ndarray, cfg: JoinConfig) -> Joined:
+        out, buffer = Joined(), self.buffer
+        for i, k in [(i, k) for i, k in enumerate(rows["key"].tolist()) if k in buffer]:
             lts, label, before = self.buffer.pop(k)
             item = self._waiting.pop(k, None)
             if self._counts(int(rows["start"][i]), lts, before, cfg):
                 rows["label"][i], rows["lts"][i] = label, lts
+                out.matched += 1
                 if item is not None:
                     item[1], item[2] = self._error(rows["pred"][i], label, rows["variant"][i]), float(rows["ts"][i])
-            elif item is not None:
-                item[1] = SKIP
+            else:
+                out.late += 1
+                if item is not None:
+                    item[1] = SKIP
+        return out
 
     def _counts(self, start: int, lts: float, before: float, cfg: JoinConfig) -> bool:
         end = self.open[start][0]
@@ -327,6 +336,7 @@ class LabelJoin:
                 out.duplicate += 1
                 continue
             self.buffer[k] = [float(lts[i]), float(values[i]), float(before[i])]
+            self._oldest = min(self._oldest, float(lts[i]))
             item = [k, None, float(lts[i])]
             self._waiting[k] = item
             items.append((i, item))
@@ -345,7 +355,10 @@ class LabelJoin:
         """Buffered labels no prediction can still join (its time + a window + lateness passed by
         the predictions' watermark): dropped, and counted unmatched."""
         cut = pred_wm - cfg.size - cfg.lateness
+        if not self.buffer or cut < self._oldest:
+            return 0
         gone = [k for k, (t, _, _) in self.buffer.items() if t <= cut]
+        self._oldest = min((t for t, _, _ in self.buffer.values() if t > cut), default=math.inf)
         for k in gone:
             del self.buffer[k]
             if (item := self._waiting.pop(k, None)) is not None:

@@ -81,7 +81,7 @@ class DriftState:
         if len(batch):
             at = np.flatnonzero(added.on_time)
             ends = dict(zip(added.starts[at].tolist(), added.ends[at].tolist()))
-            lj.add_predictions(lj.rows(batch.keys[at], added.starts[at], batch.ts[at], batch.codes[at],
+            out.joined += lj.add_predictions(lj.rows(batch.keys[at], added.starts[at], batch.ts[at], batch.codes[at],
                                        batch.confidence[at], [batch.segments[i] for i in at.tolist()],
                                        batch.variant[at]), ends, jcfg)
             out.joined.unmatched += lj.expire(windows.models[model_id].watermark, jcfg)

@@ -139,14 +139,14 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-async def _send_raw(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
+async def _send_raw(bootstrap: str, records: list[tuple[bytes, bytes]], topic: str) -> None:
     producer = await kafka.start_producer(bootstrap, "off")
     try:
         for key, value in records:
-            await producer.send_and_wait(kafka.TOPICS["predictions"], value, key=key)
+            await producer.send_and_wait(kafka.TOPICS[topic], value, key=key)
     finally:
         await producer.stop()
 
 
-def _produce_raw(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
-    asyncio.run(_send_raw(bootstrap, records))
+def _produce_raw(bootstrap: str, records: list[tuple[bytes, bytes]], topic: str = "predictions") -> None:
+    asyncio.run(_send_raw(bootstrap, records, topic))

@@ -15,7 +15,8 @@ import pytest
 from shared.kafka import TOPICS
 from shared.settings import Settings
 from services.drift.app import DriftWorker
-from tests.integration.drift_support import T0, WINDOW, group, produce, register, wait_for, window_events
+from tests.integration.drift_support import (T0, WINDOW, group, labels_of, produce, register, wait_for,
+                                             window_events)
 from tests.support import events_of, model_id, read_records
 
 RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
@@ -82,7 +83,7 @@ def test_an_undrifted_stream_over_40_windows_raises_nothing_medium_or_above(work
     events = [e for w in range(40) for e in window_events(m, w, 2_000, rng)] + window_events(m, 40, 10, rng)
     produce(apache_kafka.address, events)
     def closed_all() -> bool:
-        mws = [p.state.models.get(m) for p in list(worker.parts.values())]
+        mws = [p.state.windows.models.get(m) for p in list(worker.parts.values())]
         return any(mw is not None and mw.watermark >= T0 + 40 * WINDOW and len(mw.open) == 1 for mw in mws)
     wait_for(closed_all, 60, "the worker to close all 40 windows")
     found = findings_of(apache_kafka.address, m, timeout=5)
@@ -109,5 +110,44 @@ def test_bad_records_go_to_the_deadletter_topic_and_the_worker_keeps_going(worke
 
     def counted() -> bool:
         return any(mw.watermark >= T0 + 2 * WINDOW for p in list(worker.parts.values())
-                   if (mw := p.state.models.get(m)) is not None)
+                   if (mw := p.state.windows.models.get(m)) is not None)
     wait_for(counted, 30, "the worker to go on counting the good events")
+
+
+def test_labels_early_duplicated_late_unknown_and_bad_are_counted_and_performance_is_judged(worker, apache_kafka,
+                                                                                            redis_url):
+    """Labels through the worker: some before their predictions, some twice, some for no prediction,
+    some after label_wait, and bad records (dead-lettered); the windows' accuracy is judged."""
+    import orjson
+
+    from shared import metrics
+    from tests.integration.drift_support import _produce_raw
+    rng = np.random.default_rng(8)
+    m = model_id("labels")
+    register(redis_url, m, rng, label_wait_seconds=60, baseline_metrics={"accuracy": 0.9})
+    w0, w1, tick = window_events(m, 0, 400, rng), window_events(m, 1, 400, rng), window_events(m, 4, 5, rng)
+    l0, l1 = labels_of(w0, 0.9, rng), labels_of(w1, 0.7, rng)
+    ghosts = [{**lab, "event_id": f"ghost-{i}"} for i, lab in enumerate(l0[:7])]
+    late = [{**lab, "timestamp": lab["timestamp"] + 200} for lab in l1[:3]]  # past window 1's end + label_wait
+    produce(apache_kafka.address, l0[:100], topic="labels")  # before their predictions
+    produce(apache_kafka.address, w0 + w1)
+    produce(apache_kafka.address, l0[100:] + l0[:50] + ghosts + l1[3:] + late, topic="labels")  # 50 twice
+    _produce_raw(apache_kafka.address, [(m.encode(), b"{not json"),
+                                        (m.encode(), orjson.dumps([{**l0[0], "label": None}, {"event_id": 5}]))],
+                 topic="labels")
+    produce(apache_kafka.address, tick)
+    produce(apache_kafka.address, labels_of(tick, 1.0, rng, delay=30), topic="labels")
+    found = findings_of(apache_kafka.address, m, expect=1)
+    (perf,) = [f for f in found if f["kind"] == "performance_degradation"]
+    assert datetime.fromisoformat(perf["window_start"]).timestamp() == T0 + WINDOW
+    right = sum(lab["label"] == e["prediction"] for lab, e in zip(l1[3:], w1[3:]))  # the 3 late ones do not count
+    assert perf["metrics"]["accuracy"] == pytest.approx(right / 397)
+    assert perf["evidence"]["labelled"] == 397 and perf["severity"] == "critical"
+
+    def value(counter) -> float:
+        return metrics.REGISTRY.get_sample_value(f"{counter}_total", {"model_id": m}) or 0.0
+    wait_for(lambda: value("vigil_labels_unmatched") == 7, 30, "the ghost labels to count as unmatched")
+    wait_for(lambda: value("vigil_labels_matched") == 400 + 397 + 5, 30, "every label in time to count")  # not the copies
+    assert value("vigil_labels_late") == 3
+    dead = events_of(read_records(apache_kafka.address, TOPICS["deadletter"], keys={m}, expect=3, timeout=30))
+    assert {d["source_topic"] for d in dead} == {TOPICS["labels"]} and len(dead) == 3
