@@ -9,11 +9,12 @@ Per-model overrides come from ``ModelSpec.thresholds`` and are checked by
 
 - a tier metric (``psi``, ``ks_statistic``, ``js_distance``, ``degradation``, ``quality_violation``,
   ``demographic_parity_difference``, ``equalized_odds_difference``, ``concept_drift``,
-  ``percentile``): the tiers, as ``[[above, severity], ...]`` in any order or as
+  ``disagreement`` (shadow), ``percentile``): the tiers, as ``[[above, severity], ...]`` in any order or as
   ``{severity: above}``; a severity must not need a lower value than a milder one;
 - ``ks_p_value`` / ``chi2_p_value``: the significance level of the KS gate (on the
   Benjamini-Hochberg adjusted p-value) and of the chi-squared gate, in (0, 1);
   ``psi_p_value``: of the PSI gate on its calibrated percentile (1 turns it off);
+  ``performance_p_value``: of the accuracy gates of degradation and concept drift;
 - ``calibrated``: ``true`` applies the ``percentile`` tiers to each statistic's calibrated
   percentile instead of the statistic itself;
 - any key of :data:`SCALARS` (``psi_eps``, ``rollback_degradation``, ``override_rate_min``...).

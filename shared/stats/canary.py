@@ -31,14 +31,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from shared.policy import ALPHA, CANARY_ERROR_MARGIN
+from shared.policy import ALPHA, CANARY_ERROR_MARGIN, CANARY_MIN_CALLS
 from shared.stats.sample import BottomK, hash_ids  # noqa: F401  (re-exported: callers key events with it)
 
 VARIANTS = ("primary", "canary", "shadow")
 PAIRED = ("primary", "shadow")  # the variants whose predictions are sampled by request id
 LATENCY_SAMPLE = 2_000  # latencies kept per variant and window
 SHADOW_SAMPLE = 5_000  # predictions kept per paired variant and window
-CANARY_MIN_CALLS = 100  # calls of each of canary and primary before they are compared (Vigil's choice)
 ROLLBACK, MONITOR_CLOSELY, PROCEED = "rollback", "monitor_closely", "proceed"
 
 def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
