@@ -6,10 +6,9 @@ predictions meet in one partition state) are joined to predictions by event_id. 
 
 - `pending`: each counted prediction's join row (`ROW`: key, window start, event time,
   prediction code or value, label, label time, score, segment code, variant), 49 bytes, in
-  two key-sorted NumPy runs: a small one (at most `MERGE_MIN` rows) that each batch is merged
-  into, and a large one it is merged into when full (an LSM of two levels: adding a batch
-  costs O(batch + MERGE_MIN), amortised O(pending / MERGE_MIN) per row, and a label lookup
-  two binary searches);
+  an append-only pool found through a two-level key-sorted index (`Pending`: adding a batch
+  costs O(batch + MERGE_MIN) and amortised O(pending / MERGE_MIN) per row, 12 bytes an entry
+  moved; a batch of labels costs two vectorised binary searches);
 - `open`: the performance windows not yet evaluated, start -> [end, predictions]: the drift
   windows (same epochs, same starts), keyed by *prediction* time;
 - `done`: the keys of evaluated windows (8 bytes each), kept `retention` seconds of label
@@ -72,7 +71,7 @@ from shared.stats.canary import VARIANTS
 from shared.stats.sample import hash_ids  # noqa: F401  (the doctests key events with it)
 
 ROW = np.dtype([("key", "<u8"), ("start", "<i8"), ("ts", "<f8"), ("pred", "<f8"), ("label", "<f8"),
-                ("lts", "<f8"), ("score", "<f4"), ("seg", "<i4"), ("variant", "i1")])
+                ("lts", "<f8"), ("score", "<f4"), ("seg", "<i4"), ("variant", "i1")], align=True)
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}  # ROW's variant: 0 primary
 MERGE_MIN = 65_536  # the small run is merged into the large one past this many rows
 LABEL_BUFFER = 100_000
@@ -177,21 +176,84 @@ class PerfWindow:
         return r[(r["variant"] == 0) & ~np.isnan(r["label"])]
 
 
-def _hits(run: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions in `run`, found mask) of `keys`."""
-    if not len(run):
-        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
-    pos = np.minimum(np.searchsorted(run["key"], keys), len(run) - 1)
-    return pos, run["key"][pos] == keys
+class Pending:
+    """Join rows in an append-only pool, found by key through a two-level sorted index.
 
+    The index is (key, slot) in two key-sorted runs of plain arrays: a small one (at most
+    `MERGE_MIN` entries) that each batch is merged into, and a large one it is merged into when
+    full (an LSM of two levels). Rows never move when the index does, so a merge copies 12
+    bytes an entry; removing windows (evaluated, evicted) drops their entries from the index
+    and compacts the pool when half of it is dead.
+    """
 
-def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two key-sorted runs with disjoint keys -> one."""
-    if not len(a):
-        return b
-    if not len(b):
-        return a
-    return np.insert(a, np.searchsorted(a["key"], b["key"]), b)
+    def __init__(self, rows: np.ndarray | None = None):
+        """Empty, or holding `rows` (distinct keys, any order) in the large run."""
+        rows = EMPTY if rows is None else rows
+        self.pool = np.empty(max(1024, len(rows)), dtype=ROW)
+        self.pool[:len(rows)] = rows
+        self.used = len(rows)  # pool rows written
+        order = np.argsort(rows["key"], kind="stable")
+        self.keys = [np.ascontiguousarray(rows["key"][order]), np.empty(0, dtype=np.uint64)]  # large run, small run
+        self.slots = [order.astype(np.int64), np.empty(0, dtype=np.int64)]
+
+    def __len__(self) -> int:
+        return len(self.keys[0]) + len(self.keys[1])
+
+    def find(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's pool slot, -1 where it is not pending."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        for k, sl in zip(self.keys, self.slots):
+            if len(k):
+                pos = np.minimum(np.searchsorted(k, keys), len(k) - 1)
+                hit = k[pos] == keys
+                out[hit] = sl[pos[hit]]
+        return out
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add rows of new keys, sorted by key."""
+        n = len(rows)
+        if self.used + n > len(self.pool):
+            grown = np.empty(max(2 * len(self.pool), self.used + n), dtype=ROW)
+            grown[:self.used] = self.pool[:self.used]
+            self.pool = grown
+        self.pool[self.used:self.used + n] = rows
+        slots = np.arange(self.used, self.used + n, dtype=np.int64)
+        self.used += n
+        self._merge(1, rows["key"], slots)
+        if len(self.keys[1]) > MERGE_MIN:
+            self._merge(0, self.keys[1], self.slots[1])
+            self.keys[1], self.slots[1] = self.keys[1][:0], self.slots[1][:0]
+
+    def _merge(self, level: int, keys: np.ndarray, slots: np.ndarray) -> None:
+        at = np.searchsorted(self.keys[level], keys)
+        self.keys[level] = np.insert(self.keys[level], at, keys)
+        self.slots[level] = np.insert(self.slots[level], at, slots)
+
+    def take(self, starts: Sequence[int]) -> np.ndarray:
+        """Remove and return the rows of these window starts (any order)."""
+        if not len(self):
+            return EMPTY
+        gone = np.isin(self.pool["start"][:self.used], np.asarray(starts, dtype=np.int64))
+        out = self.pool[:self.used][gone & self._alive()]
+        for level in (0, 1):
+            keep = ~gone[self.slots[level]]
+            self.keys[level], self.slots[level] = self.keys[level][keep], self.slots[level][keep]
+        if len(self) < self.used // 2:
+            self._compact()
+        return out
+
+    def _alive(self) -> np.ndarray:
+        alive = np.zeros(self.used, dtype=bool)
+        for sl in self.slots:
+            alive[sl] = True
+        return alive
+
+    def _compact(self) -> None:
+        self.__init__(self.rows())
+
+    def rows(self) -> np.ndarray:
+        """The pending rows, in pool order (a copy)."""
+        return self.pool[:self.used][self._alive()]
 
 
 def _b64(a: np.ndarray) -> str:
@@ -207,8 +269,7 @@ class LabelJoin:
     """One model's join state. See the module docstring."""
 
     wm: float = -math.inf  # labels watermark
-    main: np.ndarray = field(default_factory=lambda: EMPTY)
-    recent: np.ndarray = field(default_factory=lambda: EMPTY)
+    pending: Pending = field(default_factory=Pending)
     open: dict[int, list[int]] = field(default_factory=dict)  # start -> [end, predictions]
     done: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  # sorted
     done_end: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
@@ -222,7 +283,7 @@ class LabelJoin:
     _oldest: float = field(default=-math.inf, repr=False)  # at most the buffer's oldest label time
 
     def __len__(self) -> int:
-        return len(self.main) + len(self.recent)
+        return len(self.pending)
 
     # --- predictions --------------------------------------------------------------------------
 
@@ -247,8 +308,7 @@ class LabelJoin:
             return out
         _, first = np.unique(rows["key"], return_index=True)
         rows = rows[first]  # key-sorted, first occurrence of each key
-        for run in (self.main, self.recent):
-            rows = rows[~_hits(run, rows["key"])[1]]
+        rows = rows[self.pending.find(rows["key"]) < 0]
         if not len(rows):
             return out
         for s, n in zip(*np.unique(rows["start"], return_counts=True)):
@@ -256,9 +316,7 @@ class LabelJoin:
             w[1] += int(n)
         if self.buffer:
             out = self._join_buffered(rows, cfg)
-        self.recent = _merge(self.recent, rows)
-        if len(self.recent) > MERGE_MIN:
-            self.main, self.recent = _merge(self.main, self.recent), EMPTY
+        self.pending.add(rows)
         return out
 
     def _join_buffered(self, rows: np.ndarray, cfg: JoinConfig) -> Joined:
@@ -270,7 +328,8 @@ class LabelJoin:
                 rows["label"][i], rows["lts"][i] = label, lts
                 out.matched += 1
                 if item is not None:
-                    item[1], item[2] = self._error(rows["pred"][i], label, rows["variant"][i]), float(rows["ts"][i])
+                    item[1] = float(self._errors(rows["pred"][i:i + 1], np.array([label]), rows["variant"][i:i + 1])[0])
+                    item[2] = float(rows["ts"][i])
             else:
                 out.late += 1
                 if item is not None:
@@ -281,14 +340,11 @@ class LabelJoin:
         end = self.open[start][0]
         return lts < end + cfg.label_wait and before < end + cfg.label_wait + cfg.lateness
 
-    def _error(self, pred: float, label: float, variant: int) -> float:
-        """The online detectors' input: 0/1 wrong (classes) or |residual|; SKIP off primary."""
-        if variant != 0:
-            return SKIP
-        if not self.extra.get("numeric"):
-            return float(pred != label)
-        e = abs(float(pred) - float(label))
-        return e if math.isfinite(e) else SKIP  # a prediction that is no number
+    def _errors(self, pred: np.ndarray, label: np.ndarray, variant: np.ndarray) -> np.ndarray:
+        """The online detectors' input: 0/1 wrong (classes) or |residual|; SKIP off primary (and
+        for a prediction that is no number)."""
+        err = np.abs(pred - label) if self.extra.get("numeric") else (pred != label).astype(float)
+        return np.where((variant == 0) & np.isfinite(err), err, SKIP)
 
     # --- labels ---------------------------------------------------------------------------------
 
@@ -305,24 +361,26 @@ class LabelJoin:
         _, first = np.unique(keys, return_index=True)
         repeat = np.ones(len(keys), dtype=bool)
         repeat[first] = False  # a second copy in the batch: the first one decides
-        found = np.zeros(len(keys), dtype=bool)
+        slots = self.pending.find(keys)
+        found = (slots >= 0) & ~repeat
         items: list[tuple[int, list]] = []
-        for run in (self.main, self.recent):
-            pos, hit = _hits(run, keys)
-            hit &= ~found & ~repeat
-            found |= hit
-            for i in np.flatnonzero(hit).tolist():
-                j = int(pos[i])
-                if not np.isnan(run["label"][j]):
-                    out.duplicate += 1
-                elif self._counts(int(run["start"][j]), float(lts[i]), float(before[i]), cfg):
-                    run["label"][j], run["lts"][j] = values[i], lts[i]
-                    out.matched += 1
-                    err = self._error(run["pred"][j], values[i], run["variant"][j])
-                    if err != SKIP:
-                        items.append((i, [int(keys[i]), err, float(run["ts"][j])]))
-                else:
-                    out.late += 1
+        at = np.flatnonzero(found)
+        if at.size:
+            pool, sl = self.pending.pool, slots[at]
+            starts = np.array(sorted(self.open), dtype=np.int64)
+            ends = np.array([self.open[x][0] for x in starts.tolist()], dtype=np.int64)[
+                np.searchsorted(starts, pool["start"][sl])]
+            labelled = ~np.isnan(pool["label"][sl])
+            ok = ~labelled & (lts[at] < ends + cfg.label_wait) & (before[at] < ends + cfg.label_wait + cfg.lateness)
+            out.duplicate += int(labelled.sum())
+            out.matched += int(ok.sum())
+            out.late += int((~labelled & ~ok).sum())
+            i, j = at[ok], sl[ok]
+            pool["label"][j], pool["lts"][j] = values[i], lts[i]
+            err = self._errors(pool["pred"][j], values[i], pool["variant"][j])
+            use = err != SKIP
+            items = [(a, [k, e, t]) for a, k, e, t in zip(i[use].tolist(), keys[i[use]].tolist(), err[use].tolist(),
+                                                           pool["ts"][j[use]].tolist())]
         out.duplicate += int(repeat.sum())
         rest = np.flatnonzero(~found & ~repeat)
         if rest.size and self.done.size:
@@ -387,7 +445,7 @@ class LabelJoin:
                 break
             starts.append(s)
         if starts:
-            rows = self._take(np.array(starts, dtype=np.int64))
+            rows = self.pending.take(starts)
             order = np.lexsort((rows["key"], rows["start"]))  # by window, then key: the same order after any history
             rows = rows[order]
             bounds = np.searchsorted(rows["start"], starts + [starts[-1] + 1])
@@ -401,19 +459,8 @@ class LabelJoin:
         while len(self) > cfg.max_pending and self.open:
             s = min(self.open)
             self.evicted += self.open.pop(s)[1]
-            self._take(np.array([s], dtype=np.int64))
+            self.pending.take([s])
         return out
-
-    def _take(self, starts: np.ndarray) -> np.ndarray:
-        """Remove and return the rows of these window starts."""
-        taken = []
-        for name in ("main", "recent"):
-            run = getattr(self, name)
-            sel = np.isin(run["start"], starts)
-            if sel.any():
-                taken.append(run[sel])
-                setattr(self, name, run[~sel])
-        return np.concatenate(taken) if taken else EMPTY
 
     def _remember(self, keys: np.ndarray, ends: np.ndarray) -> None:
         order = np.argsort(keys, kind="stable")
@@ -428,7 +475,7 @@ class LabelJoin:
     # --- checkpoint ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"wm": None if self.wm == -math.inf else self.wm, "main": _b64(self.main), "recent": _b64(self.recent),
+        return {"wm": None if self.wm == -math.inf else self.wm, "pending": _b64(self.pending.rows()),
                 "open": [[s, e, n] for s, (e, n) in sorted(self.open.items())],
                 "done": _b64(self.done), "done_end": _b64(self.done_end),
                 "buffer": [[str(k), t, y, None if b == -math.inf else b] for k, (t, y, b) in self.buffer.items()],
@@ -438,7 +485,7 @@ class LabelJoin:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LabelJoin:
-        out = cls(-math.inf if d["wm"] is None else float(d["wm"]), _unb64(d["main"], ROW), _unb64(d["recent"], ROW),
+        out = cls(-math.inf if d["wm"] is None else float(d["wm"]), Pending(_unb64(d["pending"], ROW)),
                   {int(s): [int(e), int(n)] for s, e, n in d["open"]},
                   _unb64(d["done"], np.uint64), _unb64(d["done_end"], np.int64),
                   {int(k): [float(t), float(y), -math.inf if b is None else float(b)] for k, t, y, b in d["buffer"]},

@@ -129,11 +129,13 @@ def test_the_pending_store_keeps_every_row_across_merges(monkeypatch):
         keys = hash_ids([ids[i] for i in chunk])
         lj.add_predictions(lj.rows(keys, np.zeros(len(chunk), np.int64), chunk.astype(float), chunk % 2 * 1.0),
                            {0: 60}, cfg)
-    assert len(lj) == 2_000 and len(lj.main) > 0
-    all_keys = np.concatenate([lj.main["key"], lj.recent["key"]])
-    assert np.unique(all_keys).size == 2_000
+    assert len(lj) == 2_000 and len(lj.pending.keys[0]) > 0  # merged into the large run
+    assert np.array_equal(np.sort(lj.pending.rows()["key"]), np.sort(hash_ids(ids)))
     j = lj.add_labels(hash_ids(ids), np.full(2_000, 30.0), [1] * 2_000, cfg)
     assert j.matched == 2_000
+    taken = lj.pending.take([0])
+    assert len(taken) == 2_000 and len(lj) == 0 and lj.pending.used == 0  # compacted
+    assert (taken["label"] == lj.classes.codes([1])[0]).all()
 
 
 # --- performance ------------------------------------------------------------------------------
