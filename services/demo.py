@@ -5,7 +5,9 @@ history ends now), so drift windows, the oversight's hourly evaluations over sev
 the vendor's daily SLA periods all close while you watch:
 
 - `credit-risk` (high risk): its feature `f03` shifts by one standard deviation halfway
-  through -> data drift;
+  through -> data drift; from then on its accuracy (labels a minute after each prediction)
+  falls from 0.92 to 0.72 -> a performance trend before the degradation alerts, then a
+  critical degradation past 0.15 -> rollback;
 - `fraud-score`: every prediction below 0.75 confidence is reviewed by a team of eight;
   three of them stop overriding the AI early on (rubber-stamping) -> reviewer findings;
 - `doc-classifier` calls the vendor `acme-ocr` (SLA: p95 latency 250 ms, accuracy 0.85),
@@ -36,6 +38,8 @@ REVIEWERS = [f"reviewer-{i}" for i in range(1, 9)]
 STAMPERS = set(REVIEWERS[:3])  # stop overriding after STAMP_FROM of the run
 STAMP_FROM = 0.2
 OVERRIDE = 0.12  # a careful reviewer's override rate
+ACCURACY, ACCURACY_END = 0.92, 0.72  # credit-risk's accuracy before the midpoint and at the end
+VENDOR_ACCURACY = 0.9
 VENDOR_SLA = {"accuracy": 0.85, "latency_p95_ms": 250.0, "uptime": 0.99, "period_days": 1, "min_samples": 100}
 COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 
@@ -46,6 +50,7 @@ class SimModel:
     drift_feature: str | None = None  # mean shifts by one standard deviation after the midpoint
     vendor: str | None = None
     reviewed: bool = False
+    declines: bool = False  # labelled; accuracy falls from ACCURACY to ACCURACY_END after the midpoint
     sent: dict[str, int] = field(default_factory=lambda: {"predictions": 0, "reviews": 0, "labels": 0})
     errors: int = 0
 
@@ -54,7 +59,9 @@ class SimModel:
                 "risk_tier": "high" if self.drift_feature else "medium",
                 "owners": [f"{self.model_id}-team@example.com"], "labels": {"team": self.model_id.split("-")[0]},
                 "window_seconds": WINDOW, "allowed_lateness_seconds": 300, "label_wait_seconds": 3600,
-                "features": {f"f{j:02d}": {"type": "numeric"} for j in range(FEATURES)}}
+                "features": {f"f{j:02d}": {"type": "numeric"} for j in range(FEATURES)},
+                **({"baseline_metrics": {"accuracy": ACCURACY if self.declines else VENDOR_ACCURACY}}
+                   if self.declines or self.vendor else {})}
 
     def reference(self, rng: np.random.Generator, n: int = 5_000) -> dict[str, list]:
         """A reference sample from the undrifted traffic: what a team uploads from its validation set."""
@@ -83,7 +90,10 @@ class SimModel:
                 e["vendor"] = self.vendor
                 e["latency_ms"] = round(float(rng.gamma(4.0, 30.0 * (1.5 if progress > 0.5 else 1.0))), 2)
                 e["error"] = bool(rng.random() < 0.002)
-                truth = pred if rng.random() < 0.9 else 1 - pred
+            if self.vendor or self.declines:
+                acc = VENDOR_ACCURACY if self.vendor else \
+                    ACCURACY - (ACCURACY - ACCURACY_END) * max(0.0, progress - 0.5) / 0.5
+                truth = pred if rng.random() < acc else 1 - pred
                 out["labels"].append({"event_id": e["event_id"], "model_id": self.model_id, "label": truth,
                                       "timestamp": (ts[i] + timedelta(seconds=60)).isoformat()})
             if self.reviewed and conf < 0.75:
@@ -99,7 +109,7 @@ class SimModel:
 
 
 def fleet() -> list[SimModel]:
-    return [SimModel("credit-risk", drift_feature="f03"), SimModel("fraud-score", reviewed=True),
+    return [SimModel("credit-risk", drift_feature="f03", declines=True), SimModel("fraud-score", reviewed=True),
             SimModel("doc-classifier", vendor="acme-ocr")]
 
 
@@ -107,7 +117,7 @@ def _traffic_table(models: list[SimModel], elapsed: float, event_time: datetime)
     t = Table(title=f"vigil demo — {elapsed:5.1f}s wall, event time {event_time:%Y-%m-%d %H:%M} UTC")
     for col in ("model", "predictions", "reviews", "labels", "failed", "what happens"):
         t.add_column(col, justify="left" if col in ("model", "what happens") else "right")
-    notes = {"credit-risk": "f03 drifts at half time", "fraud-score": "3 of 8 reviewers rubber-stamp",
+    notes = {"credit-risk": "f03 drifts at half time, then accuracy falls", "fraud-score": "3 of 8 reviewers rubber-stamp",
              "doc-classifier": "vendor acme-ocr slows at half time"}
     for m in models:
         t.add_row(m.model_id, f"{m.sent['predictions']:,}", f"{m.sent['reviews']:,}", f"{m.sent['labels']:,}",

@@ -9,8 +9,9 @@ gauge still moves):
   first judged window's metrics become the baseline, said in the evidence),
   ``degradation`` = `shared.stats.performance.degradation`; the finding grades the worst
   metric with the contract's tiers. For accuracy a one-sided binomial z-test against the
-  baseline gives ``degradation_p_value``, and the tier counts only below 0.05 (a soft gate
-  like PSI's: 100 labels carry ±0.06 of noise, more than the 0.03 tier);
+  baseline (a two-proportion test against a first-window baseline, itself a sample) gives
+  ``degradation_p_value``, and the tier counts only below 0.05 (a soft gate like PSI's: 100
+  labels carry ±0.06 of noise, more than the 0.03 tier);
 - `concept_drift` (the contract's rule): the primary metric's degradation from the mean of
   the last 4 judged windows > 0.05, gated for accuracy by a two-proportion z-test against
   those windows' pooled counts. The evidence says whether the window's inputs drifted: a
@@ -103,6 +104,7 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
     if not baseline:
         base_source = "first_window"
         baseline = extra.setdefault("baseline", dict(metrics))
+        extra.setdefault("baseline_n", n)
     common = {"labelled": n, "predictions": primary, "label_coverage": n / primary if primary else None,
               "inputs_drifted": sorted(drifted)}
     out: list[Finding] = []
@@ -111,7 +113,11 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
         degr = {k: degradation(k, b, metrics[k]) for k, b in baseline.items()}
         worst = max(degr, key=lambda k: (degr[k], k))
         m = {**metrics, "baseline": baseline[worst], "degradation": degr[worst]}
-        if worst == "accuracy":
+        if worst == "accuracy" and base_source == "first_window":  # the baseline is a sample too
+            nb = extra["baseline_n"]
+            m["degradation_p_value"] = two_proportion_z(round((1 - metrics["accuracy"]) * n), n,
+                                                        round((1 - baseline["accuracy"]) * nb), nb)[1]
+        elif worst == "accuracy":
             m["degradation_p_value"] = _accuracy_p(metrics["accuracy"], n, baseline["accuracy"])
         ev = {**common, "metric": worst, "degradations": degr, "baseline_source": base_source}
         if (f := make("performance_degradation", None, n, m, ev)) is not None:

@@ -15,9 +15,12 @@ from tests.support import free_port
 
 # (model, kind, what it is about) the simulated fleet must raise: credit-risk's f03 drifts,
 # three of fraud-score's reviewers rubber-stamp, the vendor acme-ocr breaches its latency SLA.
+# credit-risk's accuracy then falls: a trend, then degradation (critical past 0.15: rollback).
 EXPECTED = {("credit-risk", "data_drift", "f03"), ("fraud-score", "reviewer_rubber_stamping", None),
-            ("doc-classifier", "vendor_sla_violation", "acme-ocr")}
-ALLOWED = EXPECTED | {("doc-classifier", "vendor_sla_persistent", "acme-ocr")}  # the breach lasts two periods
+            ("doc-classifier", "vendor_sla_violation", "acme-ocr"), ("credit-risk", "performance_degradation", None),
+            ("credit-risk", "performance_trend", None)}
+ALLOWED = EXPECTED | {("doc-classifier", "vendor_sla_persistent", "acme-ocr"),  # the breach lasts two periods
+                      ("credit-risk", "concept_drift", None)}  # the fall is abrupt enough for ADWIN or the 4-window rule
 
 
 def test_demo_runs_the_stack_and_raises_exactly_the_alerts_of_its_story(tmp_path):
@@ -38,6 +41,8 @@ def test_demo_runs_the_stack_and_raises_exactly_the_alerts_of_its_story(tmp_path
     assert EXPECTED <= raised, f"missing: {EXPECTED - raised}"
     assert raised <= ALLOWED, f"false alarms: {raised - ALLOWED}"
     assert set(stamping[-1]["latest"]["evidence"]["reviewers"]) == {"reviewer-1", "reviewer-2", "reviewer-3"}
+    (degradation,) = [a for a in summary["alerts"] if a["kind"] == "performance_degradation"]
+    assert degradation["severity"] == "critical" and degradation["latest"]["evidence"]["inputs_drifted"] == ["f03"]
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, f"processes left behind: {[p.info['cmdline'] for p in leftovers]}"
