@@ -7,13 +7,16 @@ Everything else lives here, once:
 
 - Exactness comes from the Redis checkpoint, not from the framework. Per input partition
   *number* the worker keeps its state and, per topic, the next offset to read, and saves them
-  in one atomic write (`shared.checkpoint`) every `checkpoint_seconds`, whenever findings
-  become due, and when the partition is revoked. On assignment it loads each partition's
+  in one atomic write (`shared.checkpoint`) every `checkpoint_seconds` (at least
+  `SAVE_SPACING` times the last save's duration) and when the partition is revoked. On assignment it loads each partition's
   checkpoint and seeks there (none: the beginning), so a restart or a takeover replays
   exactly what the state does not yet reflect.
-- Findings are saved in the checkpoint's outbox *before* they are published to
-  `vigil.findings`, and re-published after a restore: at least once, recognisable by
-  `finding_id`.
+- Findings are published to `vigil.findings` as they become due, at least once and
+  recognisable by `finding_id`: they are a function of the log, so a crash before the next
+  checkpoint replays it and they come again, identical. A finding the broker has not yet
+  acknowledged stays in the checkpoint's outbox and is re-published after a restore. (Saving
+  before every publish cost a whole state write per window close: with the drift worker's
+  label join holding a million predictions, most of its time.)
 - Fencing: a worker that lost its partitions (paused past its session timeout) cannot
   overwrite its successor's checkpoints (the consumer-group generation guards each save).
 - Bad input goes to `vigil.deadletter` (`dead`), counted in `vigil_deadletter_total`.
@@ -214,8 +217,11 @@ class StreamWorker:
             dead, self._dead = self._dead, []
             await self._deadletter(tp.partition, dead)
         if found:
+            # Published now, without a save first: a crash before the next checkpoint replays the
+            # log from the last one, and the findings (a function of the log) come again with the
+            # same finding_id. Until the broker acknowledges them they stay in the outbox, which
+            # every save carries, so a failed publish is retried after a restore.
             part.pending.extend(found)
-            await self._save([tp.partition])  # state, offsets and outbox together, before publishing
             await self._publish(tp.partition)
             # this worker's share of detection latency: from the batch that closed a window to
             # its findings acknowledged by the broker (the alerts service measures on to the alert)

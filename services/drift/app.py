@@ -114,22 +114,24 @@ class DriftWorker(stream.StreamWorker):
     async def teardown(self) -> None:
         await self.feed.stop()
 
-    async def _by_model(self, records, check) -> dict[str, list[dict]]:
-        """A batch's valid events per model (record key); bad records and events to the dead letters.
-        `check(event, model) -> error or None`."""
-        by_model: dict[str, list[dict]] = {}
+    async def _by_model(self, records, check) -> dict[str, tuple[list[dict], list]]:
+        """A batch's valid events per model (record key) with what `check(event, model_id, model)`
+        returned for each (an error str sends the event to the dead letters instead); bad records
+        to the dead letters."""
+        by_model: dict[str, tuple[list[dict], list]] = {}
         for r, model_id, events in self.keyed(records):
             model = await self.registry.get(model_id) if model_id else None
             if model is None:
                 self.dead(r, "unknown_model", f"record key {model_id!r}: no model registered with this id "
                                               "(records must be keyed by model_id)")
                 continue
-            good = by_model.setdefault(model_id, [])
+            good, values = by_model.setdefault(model_id, ([], []))
             for i, e in enumerate(events):
-                if (err := check(e, model_id, model)) is None:
-                    good.append(e)
+                if type(v := check(e, model_id, model)) is str:
+                    self.dead(r, "invalid", f"event {i}: {v}", kafka.dumps(e))
                 else:
-                    self.dead(r, "invalid", f"event {i}: {err}", kafka.dumps(e))
+                    good.append(e)
+                    values.append(v)
         return by_model
 
     async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
@@ -138,19 +140,15 @@ class DriftWorker(stream.StreamWorker):
         state: DriftState = part.state
         found: list[dict] = []
         if topic == LABELS:
-            for model_id, events in (await self._by_model(records, _check_label)).items():
-                found.extend(await self._labels(state, model_id, events))
+            for model_id, (events, ts) in (await self._by_model(records, _check_label)).items():
+                self.labels += len(events)
+                model = await self.registry.get(model_id)
+                found.extend(self._apply(state.labels(model_id, model, events, self.settings, ts)))
             return found
-        for model_id, events in (await self._by_model(records, _check_prediction)).items():
-            found.extend(await self._predictions(state, model_id, events))
+        for model_id, (events, _) in (await self._by_model(records, _check_prediction)).items():
+            model = await self.registry.get(model_id)
+            found.extend(self._apply(state.predictions(model_id, model, events, self.settings)))
         return found
-
-    async def _predictions(self, state: DriftState, model_id: str, events: list[dict]) -> list[dict]:
-        return self._apply(state.predictions(model_id, await self.registry.get(model_id), events, self.settings))
-
-    async def _labels(self, state: DriftState, model_id: str, events: list[dict]) -> list[dict]:
-        self.labels += len(events)
-        return self._apply(state.labels(model_id, await self.registry.get(model_id), events, self.settings))
 
     def _apply(self, out: Applied) -> list[dict]:
         """Move an application's counts to the metrics; its findings as JSON."""
@@ -177,7 +175,7 @@ def _check_prediction(e, model_id: str, model: Model) -> str | None:
     return err
 
 
-def _check_label(e, model_id: str, model: Model) -> str | None:
+def _check_label(e, model_id: str, model: Model) -> str | float:
     return check_label(e, model_id, numeric=model.spec.task == "regression")
 
 

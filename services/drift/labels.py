@@ -71,7 +71,7 @@ from shared.stats.canary import VARIANTS
 from shared.stats.sample import hash_ids  # noqa: F401  (the doctests key events with it)
 
 ROW = np.dtype([("key", "<u8"), ("start", "<i8"), ("ts", "<f8"), ("pred", "<f8"), ("label", "<f8"),
-                ("lts", "<f8"), ("score", "<f4"), ("seg", "<i4"), ("variant", "i1")], align=True)
+                ("lts", "<f8"), ("score", "<f4"), ("seg", "<i4"), ("variant", "i1")])
 VARIANT_CODE = {v: i for i, v in enumerate(VARIANTS)}  # ROW's variant: 0 primary
 MERGE_MIN = 65_536  # the small run is merged into the large one past this many rows
 LABEL_BUFFER = 100_000
@@ -363,8 +363,9 @@ class LabelJoin:
     # --- labels ---------------------------------------------------------------------------------
 
     def add_labels(self, keys: np.ndarray, lts: np.ndarray, labels: Sequence[Any], cfg: JoinConfig,
-                   numeric: bool = False) -> Joined:
-        """Join a batch of labels of this model (log order)."""
+                   numeric: bool = False, pred_wm: float = -math.inf) -> Joined:
+        """Join a batch of labels of this model (log order); `pred_wm`: the predictions' watermark
+        (a label no prediction can still join counts as unmatched at once)."""
         out = Joined()
         if not len(keys):
             return out
@@ -402,10 +403,14 @@ class LabelJoin:
             late = self.done[pos] == keys[rest]
             out.late += int(late.sum())
             rest = rest[~late]
+        hopeless = pred_wm - cfg.size - cfg.lateness
         for i in rest.tolist():
             k = int(keys[i])
             if k in self.buffer:
                 out.duplicate += 1
+                continue
+            if lts[i] <= hopeless:
+                out.unmatched += 1
                 continue
             self.buffer[k] = [float(lts[i]), float(values[i]), float(before[i])]
             self._oldest = min(self._oldest, float(lts[i]))
@@ -511,11 +516,13 @@ class LabelJoin:
 
 
 
-def check_label(e: Any, model_id: str, numeric: bool) -> str | None:
-    """Why a label event cannot be joined (None when it can): the fields the worker needs.
+def check_label(e: Any, model_id: str, numeric: bool) -> str | float:
+    """A label event's time (epoch seconds) when it can be joined, else why not (a str naming the field).
 
     >>> check_label({"event_id": "e", "model_id": "m", "label": "x", "timestamp": 0}, "m", numeric=True)
     "label='x': must be a number for a regression model"
+    >>> check_label({"event_id": "e", "model_id": "m", "label": "x", "timestamp": 60}, "m", numeric=False)
+    60.0
     """
     if not isinstance(e, dict):
         return f"event must be a JSON object, got {type(e).__name__}"
@@ -529,7 +536,6 @@ def check_label(e: Any, model_id: str, numeric: bool) -> str | None:
     if numeric and (type(label) not in (int, float) or not math.isfinite(label)):
         return f"label={label!r}: must be a number for a regression model"
     try:
-        event_time(e.get("timestamp"))
+        return event_time(e.get("timestamp"))
     except (ValueError, TypeError) as exc:
         return str(exc)
-    return None

@@ -12,6 +12,7 @@ A model is any object with `spec` (ModelSpec), `cfg` (WindowConfig) and `base` (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,14 +89,17 @@ class DriftState:
         self._due(model_id, model, jcfg, out)
         return out
 
-    def labels(self, model_id: str, model: Any, events: Sequence[Mapping[str, Any]], settings: Settings) -> Applied:
-        """Join valid label events of one model."""
+    def labels(self, model_id: str, model: Any, events: Sequence[Mapping[str, Any]], settings: Settings,
+               ts: Sequence[float] | None = None) -> Applied:
+        """Join valid label events of one model (`ts`: their times, when the caller parsed them)."""
         out = Applied(model_id)
         lj, jcfg = self.join(model_id), join_config(model.spec, settings)
         keys = hash_ids([e["event_id"] for e in events])
-        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array([event_time(e["timestamp"]) for e in events] if ts is None else ts, dtype=float)
+        mw = self.windows.models.get(model_id)
         out.joined = lj.add_labels(keys, ts, [e["label"] for e in events], jcfg,
-                                   numeric=model.spec.task == "regression")
+                                   numeric=model.spec.task == "regression",
+                                   pred_wm=-math.inf if mw is None else mw.watermark)
         self._due(model_id, model, jcfg, out)
         return out
 

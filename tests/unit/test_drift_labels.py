@@ -102,6 +102,8 @@ def test_labels_out_of_order_duplicated_early_and_unknown_are_counted_right():
                        {0: 60}, cfg)
     assert "early" not in lj.buffer and len(lj.buffer) == 1  # joined when its prediction came
     assert lj.expire(pred_wm=46.0 + 60 + 0, cfg=cfg) == 1  # "ghost": no prediction can still come
+    late_ghost = lj.add_labels(hash_ids(["ghost2"]), np.array([46.0]), [1], cfg, pred_wm=106.0)
+    assert late_ghost.unmatched == 1 and not lj.buffer  # known hopeless on arrival: not buffered
     assert lj.add_labels(hash_ids(["p0"]), np.array([130.0]), [1], cfg).late == 1  # after end + label_wait
     (w,) = lj.due(pred_wm=200.0, cfg=cfg)
     names = {int(hash_ids([n])[0]): n for n in ("p0", "p1", "p2", "p3", "early")}
@@ -115,8 +117,9 @@ def test_check_label_names_the_field():
     assert check_label({"event_id": "", "model_id": "m", "label": 1, "timestamp": 0}, "m", False).startswith("event_id")
     assert check_label({"event_id": "e", "model_id": "x", "label": 1, "timestamp": 0}, "m", False).startswith("model_id")
     assert check_label({"event_id": "e", "model_id": "m", "label": None, "timestamp": 0}, "m", False).startswith("label")
-    assert check_label({"event_id": "e", "model_id": "m", "label": 1, "timestamp": "x"}, "m", False) is not None
-    assert check_label({"event_id": "e", "model_id": "m", "label": "a", "timestamp": 0}, "m", False) is None
+    assert isinstance(check_label({"event_id": "e", "model_id": "m", "label": 1, "timestamp": "x"}, "m", False), str)
+    assert check_label({"event_id": "e", "model_id": "m", "label": "a", "timestamp": "1970-01-01T00:01:00Z"},
+                       "m", False) == 60.0
 
 
 def test_the_pending_store_keeps_every_row_across_merges(monkeypatch):
