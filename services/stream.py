@@ -307,8 +307,22 @@ class StreamWorker:
                 self.parts[p] = Part(self.load_state(cp.state), dict(cp.offsets), list(cp.pending))
                 self.log.info("partition %d restored from its checkpoint at offsets %s (%d pending findings)",
                               p, cp.offsets, len(cp.pending))
+        # A topic the checkpoint has no offset for (none yet, or a topic added since) starts at
+        # its log's beginning, stated as an offset: records fetched before this seek (the fetcher
+        # runs while the checkpoint loads) then show as a gap and are sought back to, never
+        # taken for a log that starts later.
+        fresh = [tp for tp in tps if self.parts[tp.partition].offsets.get(tp.topic) is None]
+        begins = {}
+        if fresh:
+            try:
+                begins = await asyncio.wait_for(self.consumer.beginning_offsets(fresh), 10)
+            except Exception as exc:  # noqa: BLE001 - fall back to seeking to the beginning
+                self.log.warning("beginning offsets of %s not known (%s): seeking to the beginning", fresh, exc)
         for tp in tps:
-            at = self.parts[tp.partition].offsets.get(tp.topic)
+            part = self.parts[tp.partition]
+            if part.offsets.get(tp.topic) is None and tp in begins:
+                part.offsets[tp.topic] = int(begins[tp])
+            at = part.offsets.get(tp.topic)
             if at is None:
                 await self.consumer.seek_to_beginning(tp)
             else:

@@ -5,7 +5,7 @@ predictions meet in one partition state) are joined to predictions by event_id. 
 `LabelJoin` keeps:
 
 - `pending`: each counted prediction's join row (`ROW`: key, window start, event time,
-  prediction code or value, label, label time, score, segment code, variant), 49 bytes, in
+  prediction code or value, label, label time, score, segment code, variant), 57 bytes, in
   an append-only pool found through a two-level key-sorted index (`Pending`: adding a batch
   costs O(batch + MERGE_MIN) and amortised O(pending / MERGE_MIN) per row, 12 bytes an entry
   moved; a batch of labels costs two vectorised binary searches);
@@ -35,8 +35,12 @@ that order until its prediction is known (matched, or expired from the buffer), 
 `drain` hands the resolved head to the detector, so the detector's input order is the
 labels log's whatever the interleaving.
 
-Bounds (*Vigil's choice*): `max_pending` rows per model (default 2,000,000: about 100 MiB);
-past it the oldest open windows are dropped unevaluated (`vigil_labels_evicted_total`).
+Bounds: a window's predictions wait `retention` (7 days) of prediction time for their labels
+(a model that gets none holds 7 days of predictions, no more), and at most `max_pending` rows
+per model (default 2,000,000: about 150 MiB, 76 bytes a pending prediction with its index,
+measured by `python -m bench.labels`; *Vigil's choice*); past either the oldest open windows
+are dropped unevaluated (counted in `evicted`). Only a labels topic lagging the predictions
+by more than the retention could then see a label count in one run and not in another.
 Class labels get integer codes in first-seen order (`Classes`); metrics are invariant to
 the coding, and the table is checkpointed with the state.
 
@@ -80,6 +84,7 @@ MAX_DONE = 4_000_000
 MAX_CODES = 10_000  # distinct classes / segment combinations per model; beyond: -1 (other)
 EMPTY = np.empty(0, dtype=ROW)
 SKIP = -1.0  # a queue item that feeds no detector (errors are >= 0; JSON has no NaN)
+CHUNK = "c"  # a queue entry of several resolved errors: [CHUNK, errors, times] (an item: [key, error, time])
 
 
 def canonical(v: Any) -> str:
@@ -288,10 +293,10 @@ class LabelJoin:
     done: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))  # sorted
     done_end: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     buffer: dict[int, list[float]] = field(default_factory=dict)  # key -> [label time, label, wm before]
-    queue: list[list] = field(default_factory=list)  # [key, error or None (waiting) or SKIP, time]
+    queue: list[list] = field(default_factory=list)  # [key, error or None (waiting) or SKIP, time], or a CHUNK
     classes: Codes = field(default_factory=Codes)
     segments: Segments = field(default_factory=Segments)
-    evicted: int = 0  # rows dropped past max_pending (never evaluated)
+    evicted: int = 0  # rows dropped past retention or max_pending (never evaluated)
     extra: dict[str, Any] = field(default_factory=dict)  # the performance evaluation's own state
     _waiting: dict[int, list] = field(default_factory=dict, repr=False)  # key -> its queue item
     _oldest: float = field(default=-math.inf, repr=False)  # at most the buffer's oldest label time
@@ -379,6 +384,7 @@ class LabelJoin:
         slots = self.pending.find(keys)
         found = (slots >= 0) & ~repeat
         items: list[tuple[int, list]] = []
+        matched = None
         at = np.flatnonzero(found)
         if at.size:
             pool, sl = self.pending.pool, slots[at]
@@ -394,8 +400,7 @@ class LabelJoin:
             pool["label"][j], pool["lts"][j] = values[i], lts[i]
             err = self._errors(pool["pred"][j], values[i], pool["variant"][j])
             use = err != SKIP
-            items = [(a, [k, e, t]) for a, k, e, t in zip(i[use].tolist(), keys[i[use]].tolist(), err[use].tolist(),
-                                                           pool["ts"][j[use]].tolist())]
+            matched = (i[use], err[use], pool["ts"][j[use]])  # in log order
         out.duplicate += int(repeat.sum())
         rest = np.flatnonzero(~found & ~repeat)
         if rest.size and self.done.size:
@@ -418,8 +423,15 @@ class LabelJoin:
             self._waiting[k] = item
             items.append((i, item))
             out.buffered += 1
-        items.sort(key=lambda t: t[0])
-        self.queue.extend(item for _, item in items)
+        if not items:  # nothing waits: the batch's errors go in as one chunk
+            if matched is not None and len(matched[0]):
+                self.queue.append([CHUNK, matched[1], matched[2]])
+        else:
+            if matched is not None:
+                items += [(a, [k, e, t]) for a, k, e, t in zip(matched[0].tolist(), keys[matched[0]].tolist(),
+                                                               matched[1].tolist(), matched[2].tolist())]
+            items.sort(key=lambda t: t[0])
+            self.queue.extend(item for _, item in items)
         if len(self.buffer) > LABEL_BUFFER:  # keep the smallest keys: an order-free choice
             for k in sorted(self.buffer)[LABEL_BUFFER:]:
                 del self.buffer[k]
@@ -449,8 +461,23 @@ class LabelJoin:
         while n < len(self.queue) and self.queue[n][1] is not None:
             n += 1
         head, self.queue = self.queue[:n], self.queue[n:]
-        keep = [it for it in head if it[1] != SKIP]
-        return np.array([it[1] for it in keep], dtype=float), np.array([it[2] for it in keep], dtype=float)
+        errs, times, run = [], [], []  # consecutive single items are gathered into one array
+        for it in head:
+            if it[0] == CHUNK:
+                if run:
+                    errs.append(np.array([r[1] for r in run], dtype=float))
+                    times.append(np.array([r[2] for r in run], dtype=float))
+                    run = []
+                errs.append(np.asarray(it[1], dtype=float))
+                times.append(np.asarray(it[2], dtype=float))
+            elif it[1] != SKIP:
+                run.append(it)
+        if run:
+            errs.append(np.array([r[1] for r in run], dtype=float))
+            times.append(np.array([r[2] for r in run], dtype=float))
+        if not errs:
+            return np.empty(0), np.empty(0)
+        return np.concatenate(errs), np.concatenate(times)
 
     # --- windows ---------------------------------------------------------------------------------
 
@@ -475,10 +502,16 @@ class LabelJoin:
             keep = self.done_end + cfg.retention > self.wm  # once per evaluation, not per batch
             if not keep.all():
                 self.done, self.done_end = self.done[keep], self.done_end[keep]
-        while len(self) > cfg.max_pending and self.open:
-            s = min(self.open)
-            self.evicted += self.open.pop(s)[1]
-            self.pending.take([s])
+        stale = [s for s, (end, _) in sorted(self.open.items()) if end + cfg.retention <= pred_wm]
+        left = len(self) - sum(self.open[s][1] for s in stale)
+        for s in sorted(self.open)[len(stale):]:  # the oldest first, while over max_pending
+            if left <= cfg.max_pending:
+                break
+            stale.append(s)
+            left -= self.open[s][1]
+        if stale:  # past retention (labels that never came) or over max_pending: dropped unevaluated
+            self.evicted += sum(self.open.pop(s)[1] for s in stale)
+            self.pending.take(stale)
         return out
 
     def _remember(self, keys: np.ndarray, ends: np.ndarray) -> None:
@@ -498,7 +531,8 @@ class LabelJoin:
                 "open": [[s, e, n] for s, (e, n) in sorted(self.open.items())],
                 "done": _b64(self.done), "done_end": _b64(self.done_end),
                 "buffer": [[str(k), t, y, None if b == -math.inf else b] for k, (t, y, b) in self.buffer.items()],
-                "queue": [[str(k), v, t] for k, v, t in self.queue],
+                "queue": [[CHUNK, np.asarray(v).tolist(), np.asarray(t).tolist()] if k == CHUNK else [str(k), v, t]
+                          for k, v, t in self.queue],
                 "classes": self.classes.values, "segments": self.segments.values, "evicted": self.evicted,
                 "extra": self.extra}
 
@@ -508,9 +542,10 @@ class LabelJoin:
                   {int(s): [int(e), int(n)] for s, e, n in d["open"]},
                   _unb64(d["done"], np.uint64), _unb64(d["done_end"], np.int64),
                   {int(k): [float(t), float(y), -math.inf if b is None else float(b)] for k, t, y, b in d["buffer"]},
-                  [[int(k), v, t] for k, v, t in d["queue"]], Codes(d["classes"]), Segments(d["segments"]),
+                  [[CHUNK, np.array(v, dtype=float), np.array(t, dtype=float)] if k == CHUNK else [int(k), v, t]
+                   for k, v, t in d["queue"]], Codes(d["classes"]), Segments(d["segments"]),
                   int(d["evicted"]), dict(d["extra"]))
-        out._waiting = {it[0]: it for it in out.queue if it[1] is None}
+        out._waiting = {it[0]: it for it in out.queue if it[0] != CHUNK and it[1] is None}
         return out
 
 

@@ -346,3 +346,16 @@ def test_findings_do_not_depend_on_interleaving_batching_or_a_checkpoint_restore
     for k, v in rest.items():
         assert first.setdefault(k, v) == v
     assert first == REFERENCE
+
+
+def test_pending_predictions_are_dropped_past_retention_and_past_max_pending():
+    cfg = JoinConfig(label_wait=60, lateness=0, size=60, retention=600, max_pending=250)
+    lj = LabelJoin()
+    for w in range(3):  # 100 predictions in each of windows 0, 60, 120
+        keys = hash_ids([f"w{w}-{i}" for i in range(100)])
+        lj.add_predictions(lj.rows(keys, np.full(100, 60 * w), np.full(100, 60.0 * w), np.ones(100)),
+                           {60 * w: 60 * w + 60}, cfg)
+    assert lj.due(pred_wm=200.0, cfg=cfg) == [] and len(lj) == 200 and sorted(lj.open) == [60, 120]  # the oldest
+    assert lj.evicted == 100
+    lj.due(pred_wm=120 + 60 + 600.0, cfg=cfg)  # window 120 ends at 180: past 600 s of retention
+    assert len(lj) == 0 and lj.open == {} and lj.evicted == 300
