@@ -133,3 +133,41 @@ def test_kill_9_with_labels_gives_the_performance_findings_of_an_uninterrupted_r
 
 def test_two_workers_with_labels_equal_one_and_the_survivor_takes_over_exactly(apache_kafka, redis_url, tmp_path):
     _run_kill_test(apache_kafka, redis_url, tmp_path, workers=2, models=4, with_labels=True)
+
+
+def test_a_restart_onto_a_backlog_of_a_topic_the_checkpoint_never_read_loses_nothing(apache_kafka, redis_url,
+                                                                                      tmp_path):
+    """The checkpoint holds predictions only (no labels had come); labels pile up while the worker
+    is down; the restarted worker must count every one of them (records fetched while a large
+    checkpoint loads were once taken for a log that starts later, and dropped)."""
+    rng = np.random.default_rng(5)
+    m = model_id("backlog")
+    register(redis_url, m, rng, label_wait_seconds=60, baseline_metrics={"accuracy": 0.9})
+    events, labels = [], []
+    for w, acc in enumerate([0.9, 0.8, 0.9, 0.75]):
+        evs = window_events(m, w, 15_000, rng)
+        events += evs
+        labels += labels_of(evs, acc, rng)
+    tick = window_events(m, 6, 5, rng)
+    events, labels = events + tick, labels + labels_of(tick, 1.0, rng, delay=200)
+    expected = expected_findings(redis_url, m, events, labels=labels)
+    assert [f["n"] for f in expected.values() if f["kind"] == "performance_degradation"] == [15_000, 15_000]
+    g, port = group(), free_port()
+    log = open(tmp_path / "worker.log", "wb")
+    proc = start_worker(apache_kafka.address, redis_url, g, port, log)
+    try:
+        produce(apache_kafka.address, events, batch=1_000)
+        wait_for(lambda: checkpoint_offsets(redis_url, g).get(_partition(m), 0) >= len(events) // 1_000, 60,
+                 "the predictions to be checkpointed")
+        proc.kill()
+        proc.wait()
+        produce(apache_kafka.address, labels, batch=1_000, topic="labels")
+        proc = start_worker(apache_kafka.address, redis_url, g, port, log)
+        found = events_of(read_records(apache_kafka.address, TOPICS["findings"], keys={m}, expect=len(expected),
+                                       quiet=3.0, timeout=60))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert {f["finding_id"]: f for f in found} == expected
