@@ -92,7 +92,7 @@ class StreamWorker:
         self.saved: dict[int, dict[str, int]] = {}  # partition -> offsets of its last checkpoint
         self.ready = False
         self.save_seconds = 0.0  # how long the last checkpoint save took
-        self.events = 0  # for benchmarks and logs; a service's handle() counts what it applies
+        self.events = 0  # input events counted (handle() adds what it applies): vigil_stream_events_total
         self.log = logging.getLogger(f"vigil.{self.service}")
         self._dead: list[tuple[Any, str, str, bytes | None]] = []
         self._stop = asyncio.Event()
@@ -209,8 +209,9 @@ class StreamWorker:
         return False
 
     async def _process(self, tp, part: Part, records) -> None:
-        t0 = time.monotonic()
+        t0, before = time.monotonic(), self.events
         found = await self.handle(part, tp.topic, records)
+        m.STREAM_EVENTS.labels(service=self.service, topic=tp.topic).inc(self.events - before)
         part.offsets[tp.topic] = records[-1].offset + 1
         part.dirty = True
         if self._dead:

@@ -95,7 +95,6 @@ class DriftWorker(stream.StreamWorker):
         super().__init__(settings, group or settings.drift_group,
                          settings.drift_checkpoint_seconds if checkpoint_seconds is None else checkpoint_seconds)
         self.window_sample = window_sample or 12_000
-        self.labels = 0  # labels joined or counted, for benchmarks and logs
 
     def new_state(self) -> DriftState:
         return DriftState()
@@ -141,7 +140,7 @@ class DriftWorker(stream.StreamWorker):
         found: list[dict] = []
         if topic == LABELS:
             for model_id, (events, ts) in (await self._by_model(records, _check_label)).items():
-                self.labels += len(events)
+                self.events += len(events)
                 model = await self.registry.get(model_id)
                 found.extend(self._apply(state.labels(model_id, model, events, self.settings, ts)))
             return found

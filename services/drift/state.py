@@ -68,10 +68,11 @@ class DriftState:
 
     def predictions(self, model_id: str, model: Any, events: Sequence[Mapping[str, Any]],
                     settings: Settings) -> Applied:
-        """Count valid prediction events of one model into its windows and its join."""
+        """Count valid prediction events of one model (each passed `check_event`) into its windows
+        and its join."""
         out = Applied(model_id)
         windows, lj = self.windows, self.join(model_id)
-        batch, _ = columnar(events, windows.effective(model_id, model.cfg))
+        batch, _ = columnar(events, windows.effective(model_id, model.cfg), checked=True)
         numeric = model.spec.task == "regression"
         batch.codes = _floats(batch.raw_prediction) if numeric else lj.classes.codes(batch.raw_prediction)
         added = windows.add(model_id, model.cfg, batch, task=model.spec.task)

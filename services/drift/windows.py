@@ -100,6 +100,9 @@ def _floats(values: list) -> np.ndarray:
     return np.array([v if type(v) in (int, float) else np.nan for v in values], dtype=float)
 
 
+_EXTRAS = frozenset(("variant", "error", "latency_ms", "request_id", "segment"))  # canary, shadow, fairness
+
+
 def check_event(e: Any) -> str | None:
     """Why an event cannot be counted (None when it can): the structural checks the worker
     needs; ingest validates fully, this guards against third-party producers."""
@@ -111,13 +114,14 @@ def check_event(e: Any) -> str | None:
         return "features: must be an object of name -> value"
     if "prediction" not in e:
         return "prediction: required"
-    if e.get("variant", "primary") not in VARIANT_CODE:
-        return f"variant={e.get('variant')!r}: must be one of {', '.join(VARIANT_CODE)}"
-    lat = e.get("latency_ms")
-    if lat is not None and (type(lat) not in (int, float) or not lat >= 0):
-        return f"latency_ms={lat!r}: must be a number >= 0"
-    if e.get("segment") is not None and not isinstance(e["segment"], dict):
-        return "segment: must be an object of name -> string"
+    if not _EXTRAS.isdisjoint(e):  # one set operation for the events that carry none of them
+        if e.get("variant", "primary") not in VARIANT_CODE:
+            return f"variant={e.get('variant')!r}: must be one of {', '.join(VARIANT_CODE)}"
+        lat = e.get("latency_ms")
+        if lat is not None and (type(lat) not in (int, float) or not lat >= 0):
+            return f"latency_ms={lat!r}: must be a number >= 0"
+        if e.get("segment") is not None and not isinstance(e["segment"], dict):
+            return "segment: must be an object of name -> string"
     try:
         event_time(e.get("timestamp"))
     except (ValueError, TypeError) as exc:
@@ -125,10 +129,14 @@ def check_event(e: Any) -> str | None:
     return None
 
 
-def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig) -> tuple[Batch, list[tuple[int, str]]]:
-    """Valid events -> a `Batch` (log order kept); invalid ones -> (index, error)."""
+def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig, checked: bool = False
+             ) -> tuple[Batch, list[tuple[int, str]]]:
+    """Valid events -> a `Batch` (log order kept); invalid ones -> (index, error). `checked`:
+    the caller has already passed every event through `check_event`."""
     good, errors = [], []
-    for i, e in enumerate(events):
+    if checked:
+        good = list(events)
+    for i, e in enumerate(() if checked else events):
         err = check_event(e)
         if err is None:
             good.append(e)
@@ -146,17 +154,23 @@ def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig) -> tuple[Ba
         if c is None and isinstance(e.get("probabilities"), dict) and e["probabilities"]:
             c = max(e["probabilities"].values())
         conf.append(c)
-    req = [e.get("request_id") for e in good]
-    rkeys = np.zeros(len(good), dtype=np.uint64)
-    if any(r is not None for r in req):
-        at = [i for i, r in enumerate(req) if isinstance(r, str) and r]
-        rkeys[at] = hash_ids([req[i] for i in at])
+    n = len(good)
+    variant, error, latency = np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool), np.full(n, np.nan)
+    rkeys, segments = np.zeros(n, dtype=np.uint64), [None] * n
+    rich = [i for i, e in enumerate(good) if not _EXTRAS.isdisjoint(e)]  # most events carry none
+    if rich:
+        variant[rich] = [VARIANT_CODE[good[i].get("variant", "primary")] for i in rich]
+        error[rich] = [good[i].get("error") is True for i in rich]
+        latency[rich] = _floats([good[i].get("latency_ms") for i in rich])
+        for i in rich:
+            segments[i] = good[i].get("segment")
+        at = [i for i in rich if isinstance(good[i].get("request_id"), str) and good[i]["request_id"]]
+        if at:
+            rkeys[at] = hash_ids([good[i]["request_id"] for i in at])
     batch = Batch(hash_ids([e["event_id"] for e in good]), np.array([event_time(e["timestamp"]) for e in good], dtype=float),
                   cols, pred, _floats(conf), statuses(cfg.quality, feats), feats,
-                  [str(e.get("model_version", "unknown")) for e in good], preds,
-                  np.array([VARIANT_CODE[e.get("variant", "primary")] for e in good], dtype=np.int8),
-                  np.array([e.get("error") is True for e in good], dtype=bool),
-                  _floats([e.get("latency_ms") for e in good]), rkeys, [e.get("segment") for e in good])
+                  [str(e.get("model_version", "unknown")) for e in good], preds, variant, error, latency, rkeys,
+                  segments)
     return batch, errors
 
 
