@@ -314,7 +314,7 @@ class LabelJoin:
         out["key"], out["start"], out["ts"], out["pred"] = keys, starts, ts, pred
         out["label"], out["lts"] = np.nan, np.nan
         out["score"] = np.nan if score is None else score
-        out["seg"] = -1 if segments is None else [self.segments.code(s) for s in segments]
+        out["seg"] = -1 if segments is None or not any(segments) else [self.segments.code(s) for s in segments]
         out["variant"] = 0 if variants is None else variants
         return out
 
