@@ -512,6 +512,10 @@ class LabelJoin:
         if stale:  # past retention (labels that never came) or over max_pending: dropped unevaluated
             self.evicted += sum(self.open.pop(s)[1] for s in stale)
             self.pending.take(stale)
+        if out or stale:  # what closed drift windows left for performance windows that are gone
+            closed = self.extra.get("closed", {})
+            for k in [k for k in closed if int(k) not in self.open]:
+                del closed[k]
         return out
 
     def _remember(self, keys: np.ndarray, ends: np.ndarray) -> None:

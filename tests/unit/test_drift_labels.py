@@ -357,5 +357,7 @@ def test_pending_predictions_are_dropped_past_retention_and_past_max_pending():
                            {60 * w: 60 * w + 60}, cfg)
     assert lj.due(pred_wm=200.0, cfg=cfg) == [] and len(lj) == 200 and sorted(lj.open) == [60, 120]  # the oldest
     assert lj.evicted == 100
+    lj.extra["closed"] = {"120": {"drifted": [], "version": "v1"}}  # as the drift window's close leaves it
     lj.due(pred_wm=120 + 60 + 600.0, cfg=cfg)  # window 120 ends at 180: past 600 s of retention
     assert len(lj) == 0 and lj.open == {} and lj.evicted == 300
+    assert lj.extra["closed"] == {}  # nothing left behind for a window that is gone
