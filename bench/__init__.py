@@ -3,12 +3,24 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def save_result(name: str, result: dict) -> Path:
+    """Write a benchmark's numbers to bench/results/<name>.json; returns the path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path
 
 
 def scratch(prefix: str) -> Path:

@@ -18,19 +18,17 @@ Target: at least 50,000 events/s. Results go to bench/results/drift.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from functools import partial
-from pathlib import Path
 
 import httpx
 import numpy as np
 import psutil
 from rich.console import Console
 
-from bench import scratch
+from bench import scratch, save_result
 from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings
 from tests.integration import drift_support as ds
@@ -96,9 +94,7 @@ def main(argv=None) -> int:
                   "cores": os.cpu_count()}
         console.print(f"[bold]one drift worker: {rate:,.0f} events/s[/bold] ({done:,} events in {t1 - t0:.1f} s, "
                       f"worker CPU {result['worker_cpu_cores']:.2f} cores; target {TARGET:,})")
-        out = Path(__file__).parent / "results"
-        out.mkdir(exist_ok=True)
-        (out / "drift.json").write_text(json.dumps(result, indent=2))
+        save_result("drift", result)
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()

@@ -41,7 +41,6 @@ import asyncio
 import cProfile
 import dataclasses
 import gc
-import json
 import os
 import pstats
 import re
@@ -60,7 +59,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from bench import scratch
+from bench import scratch, save_result
 from shared import kafka
 from shared.checkpoint import Checkpoint
 from shared.events import ModelSpec
@@ -623,9 +622,7 @@ def main(argv=None) -> int:
     result = {"pure": pure_, "worker": wk, "target_labels_per_s": TARGET_LABELS,
               "target_predictions_per_s": TARGET_PREDICTIONS, "cores": os.cpu_count(),
               "seconds": time.monotonic() - t0}
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "labels.json").write_text(json.dumps(result, indent=2))
+    save_result("labels", result)
     return 0
 
 

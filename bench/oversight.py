@@ -21,7 +21,6 @@ Pure ceiling: the same records decoded and applied with the pure pieces in this 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import scratch
+from bench import scratch, save_result
 from shared import kafka
 from shared.events import ModelSpec
 from shared.runtime import EmbeddedStack, free_port
@@ -141,9 +140,7 @@ def main(argv=None) -> int:
     result = {"broker": args.broker, "record_events": RECORD, "target_review_events_per_s": TARGET,
               "reviews": {**rev, "pure_events_per_s": pure_reviews},
               "vendor": {**ven, "pure_events_per_s": pure_vendor}, "cores": os.cpu_count()}
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "oversight.json").write_text(json.dumps(result, indent=2))
+    save_result("oversight", result)
     return 0
 
 

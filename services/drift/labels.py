@@ -61,7 +61,6 @@ Joined(matched=2, late=0, duplicate=1, unmatched=0, buffered=1)
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +71,7 @@ import orjson
 
 from shared.events import event_time
 from shared.stats.canary import VARIANTS
+from shared.stats.sample import from_text, to_text
 from shared.stats.sample import hash_ids  # noqa: F401  (the doctests key events with it)
 
 ROW = np.dtype([("key", "<u8"), ("start", "<i8"), ("ts", "<f8"), ("pred", "<f8"), ("label", "<f8"),
@@ -273,14 +273,6 @@ class Pending:
     def rows(self) -> np.ndarray:
         """The pending rows, in pool order (a copy)."""
         return self.pool[:self.used][self._alive()]
-
-
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
-
-
-def _unb64(s: str, dtype: Any) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype=dtype).copy()
 
 
 @dataclass
@@ -531,9 +523,9 @@ class LabelJoin:
     # --- checkpoint ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"wm": None if self.wm == -math.inf else self.wm, "pending": _b64(self.pending.rows()),
+        return {"wm": None if self.wm == -math.inf else self.wm, "pending": to_text(self.pending.rows()),
                 "open": [[s, e, n] for s, (e, n) in sorted(self.open.items())],
-                "done": _b64(self.done), "done_end": _b64(self.done_end),
+                "done": to_text(self.done), "done_end": to_text(self.done_end),
                 "buffer": [[str(k), t, y, None if b == -math.inf else b] for k, (t, y, b) in self.buffer.items()],
                 "queue": [[CHUNK, np.asarray(v).tolist(), np.asarray(t).tolist()] if k == CHUNK else [str(k), v, t]
                           for k, v, t in self.queue],
@@ -542,9 +534,9 @@ class LabelJoin:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LabelJoin:
-        out = cls(-math.inf if d["wm"] is None else float(d["wm"]), Pending(_unb64(d["pending"], ROW)),
+        out = cls(-math.inf if d["wm"] is None else float(d["wm"]), Pending(from_text(d["pending"], ROW)),
                   {int(s): [int(e), int(n)] for s, e, n in d["open"]},
-                  _unb64(d["done"], np.uint64), _unb64(d["done_end"], np.int64),
+                  from_text(d["done"], np.uint64), from_text(d["done_end"], np.int64),
                   {int(k): [float(t), float(y), -math.inf if b is None else float(b)] for k, t, y, b in d["buffer"]},
                   [[CHUNK, np.array(v, dtype=float), np.array(t, dtype=float)] if k == CHUNK else [int(k), v, t]
                    for k, v, t in d["queue"]], Codes(d["classes"]), Segments(d["segments"]),

@@ -37,7 +37,6 @@ Bounds (*Vigil's choice*):
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ import numpy as np
 
 from shared.events import event_time
 from shared.stats.oversight import KeySample, ReviewCounts
-from shared.stats.sample import hash_ids
+from shared.stats.sample import from_text, hash_ids, to_text
 from shared.stats.vendor import VendorDay
 
 DAY = 86_400
@@ -159,14 +158,6 @@ def confidence(e: Mapping[str, Any]) -> float | None:
 
 # --- state -------------------------------------------------------------------------------------
 
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint64).tobytes()).decode()
-
-
-def _unb64(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype=np.uint64).copy()
-
-
 def _fresh(seen: np.ndarray | None, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions of the first occurrence of each key not in `seen`, in batch order; the new seen)."""
     uniq, first = np.unique(keys, return_index=True)
@@ -217,9 +208,9 @@ class ModelState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"wm": self.wm, "reviews": {str(s): c.to_dict() for s, c in self.reviews.items()},
-                "seen": {k: {str(s): _b64(a) for s, a in v.items()} for k, v in self.seen.items()},
-                "low": {str(s): _b64(c.keys) for s, c in self.low.items()},
-                "reviewed": {str(s): _b64(c.keys) for s, c in self.reviewed.items()},
+                "seen": {k: {str(s): to_text(a, np.uint64) for s, a in v.items()} for k, v in self.seen.items()},
+                "low": {str(s): to_text(c.keys, np.uint64) for s, c in self.low.items()},
+                "reviewed": {str(s): to_text(c.keys, np.uint64) for s, c in self.reviewed.items()},
                 "vendors": {v: s.to_dict() for v, s in self.vendors.items()},
                 "labels": [[str(k), *v] for k, v in self.labels.items()],
                 "done": [self.reviews_done, self.coverage_done, self.first_day, self.first_review]}
@@ -228,10 +219,10 @@ class ModelState:
     def from_dict(cls, d: Mapping[str, Any]) -> ModelState:
         def sample(s: str) -> KeySample:
             out = KeySample(COVERAGE_K)
-            out.keys = _unb64(s)
+            out.keys = from_text(s, np.uint64)
             return out
         st = cls(dict(d["wm"]), {int(s): ReviewCounts.from_dict(c) for s, c in d["reviews"].items()},
-                 {k: {int(s): _unb64(a) for s, a in v.items()} for k, v in d["seen"].items()},
+                 {k: {int(s): from_text(a, np.uint64) for s, a in v.items()} for k, v in d["seen"].items()},
                  {int(s): sample(c) for s, c in d["low"].items()},
                  {int(s): sample(c) for s, c in d["reviewed"].items()},
                  {v: VendorState.from_dict(s) for v, s in d["vendors"].items()},

@@ -23,7 +23,6 @@ paired predictions.
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -32,7 +31,8 @@ import numpy as np
 from scipy import stats
 
 from shared.policy import ALPHA, CANARY_ERROR_MARGIN, CANARY_MIN_CALLS
-from shared.stats.sample import BottomK, hash_ids  # noqa: F401  (re-exported: callers key events with it)
+from shared.stats.sample import BottomK, from_text, to_text
+from shared.stats.sample import hash_ids  # noqa: F401  (re-exported: callers key events with it)
 
 VARIANTS = ("primary", "canary", "shadow")
 PAIRED = ("primary", "shadow")  # the variants whose predictions are sampled by request id
@@ -98,20 +98,12 @@ def mann_whitney(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
-def _b64(a: np.ndarray, dtype: str) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode()
-
-
-def _unb64(s: str, dtype: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype=dtype).copy()
-
-
 def _sample_to_dict(s: BottomK) -> list[str]:
-    return [_b64(s.keys, "<u8"), _b64(s.values[:, 0], "<f8")]
+    return [to_text(s.keys, "<u8"), to_text(s.values[:, 0], "<f8")]
 
 
 def _sample_from_dict(k: int, d: list[str]) -> BottomK:
-    return BottomK(k).update(_unb64(d[0], "<u8"), _unb64(d[1], "<f8"))
+    return BottomK(k).update(from_text(d[0], "<u8"), from_text(d[1], "<f8"))
 
 
 class VariantCounts:

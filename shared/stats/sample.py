@@ -16,7 +16,9 @@ Uniform hashes make the kept events a uniform random sample without replacement.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -158,3 +160,17 @@ class BottomK:
 
     def __repr__(self) -> str:
         return f"BottomK(k={self.k}, width={self.width}, size={len(self)})"
+
+
+def to_text(a: np.ndarray, dtype: Any = None) -> str:
+    """An array's bytes as base64 text, for a JSON checkpoint (`dtype`: cast first; None: as it is).
+
+    >>> from_text(to_text(np.arange(3), "<u8"), "<u8")
+    array([0, 1, 2], dtype=uint64)
+    """
+    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode()
+
+
+def from_text(s: str, dtype: Any) -> np.ndarray:
+    """The array `to_text` wrote (a writable copy)."""
+    return np.frombuffer(base64.b64decode(s), dtype=dtype).copy()

@@ -18,7 +18,6 @@ the state of their union; a batch's order and split do not change the state.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from shared.stats.baseline import Baseline, CategoricalRef
 from shared.stats.bins import BinCounts, CategoryCounts
 from shared.stats.calibrate import percentile
 from shared.stats.drift import benjamini_hochberg, chi2_two_sample, js_distance, js_divergence, ks_p_values, ks_statistic, psi
-from shared.stats.sample import BottomK, hash_ids
+from shared.stats.sample import BottomK, from_text, hash_ids, to_text
 
 # Events kept per window for KS. Above scipy's 10,000 cut-off, so a busy window's p-values
 # take the asymptotic path (~0.1 ms) instead of the exact one (10-60 ms per feature).
@@ -66,14 +65,6 @@ class WindowLayout:
         return cls(tuple(d["numeric"]), tuple(tuple(e) for e in d["edges"]),
                    tuple((n, tuple(c)) for n, c in d["categorical"]), d["prediction_kind"], tuple(d["prediction"]),
                    None if d["confidence"] is None else tuple(d["confidence"]), int(d["sample_size"]))
-
-
-def _b64(a: np.ndarray, dtype: str) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode()
-
-
-def _unb64(s: str, dtype: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype=dtype).copy()
 
 
 def _take(col: Any, keep: np.ndarray | None) -> Any:
@@ -186,9 +177,9 @@ class WindowState:
         """JSON-able and compact: counts as lists, keys and sample values as base64 little-endian."""
         def counts(c: BinCounts | CategoryCounts | None) -> list | None:
             return None if c is None else [c.counts.tolist(), np.asarray(c.nulls).tolist()]
-        return {"version": 1, "layout": self.layout.to_dict(), "n": self.n, "seen": _b64(self.seen, "<u8"),
+        return {"version": 1, "layout": self.layout.to_dict(), "n": self.n, "seen": to_text(self.seen, "<u8"),
                 "numeric": counts(self.numeric), "categorical": {n: counts(c) for n, c in self.categorical.items()},
-                "sample": [_b64(self.sample.keys, "<u8"), _b64(self.sample.values, "<f8")],
+                "sample": [to_text(self.sample.keys, "<u8"), to_text(self.sample.values, "<f8")],
                 "prediction": counts(self.prediction), "confidence": counts(self.confidence)}
 
     @classmethod
@@ -196,7 +187,7 @@ class WindowState:
         if d.get("version") != 1:
             raise ValueError(f"window state version={d.get('version')!r}: must be 1")
         state = cls(WindowLayout.from_dict(d["layout"]))
-        state.n, state.seen = int(d["n"]), _unb64(d["seen"], "<u8")
+        state.n, state.seen = int(d["n"]), from_text(d["seen"], "<u8")
 
         def fill(c: BinCounts | CategoryCounts | None, saved: list | None) -> None:
             if c is not None and saved is not None:
@@ -207,8 +198,8 @@ class WindowState:
             fill(c, d["categorical"].get(name))
         fill(state.prediction, d["prediction"])
         fill(state.confidence, d["confidence"])
-        keys = _unb64(d["sample"][0], "<u8")
-        state.sample.update(keys, _unb64(d["sample"][1], "<f8").reshape(keys.size, state.sample.width))
+        keys = from_text(d["sample"][0], "<u8")
+        state.sample.update(keys, from_text(d["sample"][1], "<f8").reshape(keys.size, state.sample.width))
         return state
 
     def __eq__(self, other: object) -> bool:
