@@ -505,8 +505,9 @@ class LabelJoin:
             self.evicted += sum(self.open.pop(s)[1] for s in stale)
             self.pending.take(stale)
         if out or stale:  # what closed drift windows left for performance windows that are gone
-            closed = self.extra.get("closed", {})
-            for k in [k for k in closed if int(k) not in self.open]:
+            closed = self.extra.get("closed", {})  # (those due now read theirs in their evaluation)
+            live = self.open.keys() | {w.start for w in out}
+            for k in [k for k in closed if int(k) not in live]:
                 del closed[k]
         return out
 

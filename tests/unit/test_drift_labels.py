@@ -192,6 +192,17 @@ def test_concept_drift_says_whether_the_inputs_drifted():
     assert c["evidence"]["inputs_drifted"] == [] and "concept drift" in c["evidence"]["explanation"]
 
 
+def test_degradation_names_the_features_that_drifted_in_its_window():
+    model = make_model(with_reference=True, baseline_metrics={"accuracy": 0.9})
+    preds, labels = series([0.9, 0.9, 0.7, 0.7], n=600, seed=4)
+    for e in preds[2 * 600:]:  # the inputs drift where the accuracy falls
+        e["features"]["x"] += 3.0
+    found, _ = run(model, interleave(preds, labels))
+    degr = of_kind(found, "performance_degradation")
+    assert [f["window_start"] for f in degr] == [f["window_start"] for f in of_kind(found, "data_drift")][:len(degr)]
+    assert degr and all(f["evidence"]["inputs_drifted"] == ["x"] for f in degr)
+
+
 def test_too_few_labels_judge_nothing():
     model = make_model(baseline_metrics={"accuracy": 0.9})
     preds, labels = series([0.5, 0.5, 0.5], n=60, seed=1)
