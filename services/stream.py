@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import ConsumerRebalanceListener
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from shared import kafka
 from shared import metrics as m
@@ -190,6 +190,8 @@ class StreamWorker:
                         continue
                     if records:
                         await self._process(tp, part, records)
+            kafka.report_lag(self.consumer, self.service, self.topics,
+                             {TopicPartition(t, p): at for p, part in self.parts.items() for t, at in part.offsets.items()})
             if time.monotonic() - last_save >= max(self.checkpoint_seconds, SAVE_SPACING * self.save_seconds):
                 async with self._lock:
                     await self._save([p for p, s in self.parts.items() if s.dirty])
@@ -274,7 +276,6 @@ class StreamWorker:
         """Mirror the checkpointed offsets into the group's Kafka offsets, for lag monitoring only
         (restores read Redis). Best effort, outside the lock and bounded: a commit refused or
         delayed by a rebalance is skipped."""
-        from aiokafka import TopicPartition
         offsets = {TopicPartition(t, p): o for p, topics in self.saved.items() if p in self.parts
                    for t, o in topics.items() if o > 0}
         if not offsets:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -114,6 +114,20 @@ def decode_record(value: bytes) -> list[Any]:
     """A record of an input topic -> list of event objects (one object or an array)."""
     obj = orjson.loads(value)
     return obj if isinstance(obj, list) else [obj]
+
+
+def report_lag(consumer, service: str, topics: Iterable[str], applied: Mapping[Any, int]) -> None:
+    """Set `vigil_consumer_lag{service,topic}`: per topic, the records between what was applied
+    (`applied`: topic-partition -> next offset to apply) and the end of the log the last fetch
+    saw, summed over the consumer's assigned partitions. A partition with neither known counts 0."""
+    from shared.metrics import CONSUMER_LAG
+    lag = dict.fromkeys(topics, 0)
+    for tp in consumer.assignment():
+        end, at = consumer.highwater(tp), applied.get(tp)
+        if end is not None and at is not None and tp.topic in lag:
+            lag[tp.topic] += max(0, end - at)
+    for topic, n in lag.items():
+        CONSUMER_LAG.labels(service=service, topic=topic).set(n)
 
 
 def producer_config(bootstrap: str, idempotent: bool) -> dict[str, Any]:

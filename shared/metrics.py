@@ -54,6 +54,8 @@ LABELS_PENDING = Gauge("vigil_labels_pending", "Predictions waiting for their la
                        ["model_id"], registry=REGISTRY)
 DEADLETTERS = Counter("vigil_deadletter_total", "Input records or events sent to vigil.deadletter.",
                       ["service", "reason"], registry=REGISTRY)
+CONSUMER_LAG = Gauge("vigil_consumer_lag", "Records in the input logs past what this consumer has applied, "
+                     "over its assigned partitions.", ["service", "topic"], registry=REGISTRY)
 PUBLISH_SECONDS = Histogram("vigil_ingest_publish_seconds", "Time from validated request to broker ack.",
                             registry=REGISTRY, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 

@@ -145,6 +145,7 @@ class AlertsService:
         """Poll, apply, kick the outbox drain (its own task, so publishing and delivering overlap
         the next poll) and commit the offsets applied, at most every COMMIT_SECONDS."""
         offsets: dict = {}
+        applied: dict = {}  # topic-partition -> next offset to apply (vigil_consumer_lag)
         last_commit = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -159,6 +160,8 @@ class AlertsService:
                         raise
                     self.kick()
                     offsets.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                    applied.update(offsets)
+                kafka.report_lag(self.consumer, "alerts", (TOPIC,), applied)
                 if offsets and time.monotonic() - last_commit >= COMMIT_SECONDS:
                     await self.consumer.commit(offsets)
                     offsets, last_commit = {}, time.monotonic()
