@@ -25,6 +25,15 @@ PREDICTION_JS = Gauge("vigil_prediction_js_divergence", "Jensen-Shannon divergen
                       ["model_id"], registry=REGISTRY)
 MODEL_PERFORMANCE = Gauge("vigil_model_performance", "Performance metric of the last evaluated window.",
                           ["model_id", "metric"], registry=REGISTRY)
+MODEL_PERFORMANCE_BASELINE = Gauge("vigil_model_performance_baseline", "The baseline a window's performance is "
+                                   "judged against (ModelSpec baseline_metrics, or the first labelled window).",
+                                   ["model_id", "metric"], registry=REGISTRY)
+MODEL_PERFORMANCE_PROJECTED = Gauge("vigil_model_performance_projected", "The performance trend's value projected "
+                                    "7 windows ahead (least squares over the last 7 windows).",
+                                    ["model_id", "metric"], registry=REGISTRY)
+MODEL_PERFORMANCE_MIN = Gauge("vigil_model_performance_min_acceptable", "The value the trend's projected breach is "
+                              "measured against (ModelSpec min_acceptable, else the baseline 0.05 worse).",
+                              ["model_id", "metric"], registry=REGISTRY)
 OVERRIDE_RATE = Gauge("vigil_override_rate", "Human override rate over the trailing period.",
                       ["model_id"], registry=REGISTRY)
 VENDOR_LATENCY = Gauge("vigil_vendor_latency_ms", "Vendor latency quantiles over the trailing period.",

@@ -34,7 +34,9 @@ TOPIC = kafka.TOPICS["predictions"]
 LABELS = kafka.TOPICS["labels"]
 REGISTRY_TTL = 10.0  # seconds a model's spec and reference are cached
 GAUGES = {"psi": m.FEATURE_PSI, "ks_statistic": m.FEATURE_KS, "js_divergence": m.PREDICTION_JS,
-          "performance": m.MODEL_PERFORMANCE, "fairness": m.FAIRNESS_GAP}
+          "performance": m.MODEL_PERFORMANCE, "fairness": m.FAIRNESS_GAP,
+          "performance_baseline": m.MODEL_PERFORMANCE_BASELINE, "performance_projected": m.MODEL_PERFORMANCE_PROJECTED,
+          "performance_min_acceptable": m.MODEL_PERFORMANCE_MIN}
 
 
 @dataclass

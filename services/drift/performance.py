@@ -105,6 +105,7 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
         base_source = "first_window"
         baseline = extra.setdefault("baseline", dict(metrics))
         extra.setdefault("baseline_n", n)
+    gauges += [("performance_baseline", {"model_id": model_id, "metric": k}, v) for k, v in baseline.items()]
     common = {"labelled": n, "predictions": primary, "label_coverage": n / primary if primary else None,
               "inputs_drifted": sorted(drifted)}
     out: list[Finding] = []
@@ -147,6 +148,9 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
     high = policy.TIERS["degradation"][1][0]  # the high tier: 0.05
     floor = spec.min_acceptable.get(main, b - high if better else b * (1 + high))
     t = trend(values, policy.TREND_HORIZON, floor, better)
+    gauges.append(("performance_min_acceptable", {"model_id": model_id, "metric": main}, floor))
+    if t is not None:
+        gauges.append(("performance_projected", {"model_id": model_id, "metric": main}, t.projected))
     if t is not None and t.declining(policy.ALPHA, better) and t.windows_to_breach is not None \
             and t.windows_to_breach <= policy.TREND_HORIZON:
         m = {"slope": t.slope, "p_value": t.p_value, "projected": t.projected,

@@ -178,6 +178,23 @@ def test_accuracy_losing_a_point_per_window_is_a_trend_two_windows_before_degrad
     assert "queue_retraining" in t["recommended_actions"]
 
 
+def test_performance_gauges_carry_the_baseline_the_floor_and_the_trend_projection():
+    model = make_model(baseline_metrics={"accuracy": 0.9})
+    preds, labels = series([0.9 - 0.01 * k for k in range(8)], n=1_000, seed=2)
+    state, last = DriftState(), {}
+    for topic, events in interleave(preds, labels):
+        applied = (state.predictions if topic == "p" else state.labels)("m", model, events, SETTINGS)
+        for f in applied.findings:
+            if f.kind == "performance_trend":
+                last["finding"] = f
+        for gauge, labels_, value in applied.gauges:
+            last[gauge, labels_.get("metric")] = value
+    t = last["finding"].metrics
+    assert last["performance_baseline", "accuracy"] == 0.9
+    assert last["performance_min_acceptable", "accuracy"] == pytest.approx(t["min_acceptable"]) == pytest.approx(0.85)
+    assert last["performance_projected", "accuracy"] == pytest.approx(t["projected"])
+
+
 def _t(iso: str) -> float:
     from datetime import datetime
     return datetime.fromisoformat(iso).timestamp()
