@@ -2,63 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 
 import httpx
-import pytest
 
-from tests.support import free_port, model_id, prediction, running_ingest
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    """Start Prometheus on a free loopback port; yields (url, write_targets)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not installed: apt-get install prometheus (make test-deps does)", pytrace=False)
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    proc = None
-
-    def start(target: str):
-        nonlocal proc
-        config.write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: vigil
-    static_configs: [{{targets: ["{target}"], labels: {{service: ingest}}}}]
-""")
-        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("w"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200:
-                    return f"http://127.0.0.1:{port}"
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("prometheus did not become ready: " + (tmp_path / "prometheus.log").read_text()[-2000:])
-
-    yield start
-    if proc is not None:
-        proc.terminate()
-        proc.wait(20)
+from tests.prometheus_support import query, running_prometheus
+from tests.support import model_id, prediction, running_ingest
 
 
-def query(prom: str, expr: str) -> list[dict]:
-    r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=10)
-    r.raise_for_status()
-    return r.json()["data"]["result"]
-
-
-def test_prometheus_scrapes_ingested_and_rejected_counts(tansu, redis_url, prometheus):
+def test_prometheus_scrapes_ingested_and_rejected_counts(tansu, redis_url, tmp_path):
     m = model_id("prom")
-    with running_ingest(tansu.address, redis_url) as url:
-        prom = prometheus(url.removeprefix("http://"))
+    with running_ingest(tansu.address, redis_url) as url, \
+            running_prometheus(tmp_path, {"ingest": url.removeprefix("http://")}, rules=False) as prom:
         assert httpx.post(f"{url}/v1/predictions", json=[prediction(m, i) for i in range(37)]).status_code == 202
         assert httpx.post(f"{url}/v1/predictions", json=[{"event_id": "x"}]).status_code == 422
         expr = f'vigil_events_ingested_total{{kind="predictions",model_id="{m}"}}'

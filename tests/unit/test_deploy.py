@@ -33,7 +33,7 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
-OVERVIEW = DASHBOARDS / "vigil-overview.json"
+DASHBOARD_FILES = sorted(DASHBOARDS.glob("*.json"))
 DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "vigil.yml"
 
@@ -69,9 +69,14 @@ def prometheus() -> dict:
     return yaml.safe_load(PROMETHEUS.read_text())
 
 
+@pytest.fixture(scope="module", params=DASHBOARD_FILES, ids=lambda p: p.stem)
+def dashboard(request) -> dict:
+    return json.loads(request.param.read_text())
+
+
 @pytest.fixture(scope="module")
-def dashboard() -> dict:
-    return json.loads(OVERVIEW.read_text())
+def all_dashboards() -> list[dict]:
+    return [json.loads(p.read_text()) for p in DASHBOARD_FILES]
 
 
 def env_of(service: dict) -> dict[str, str | None]:
@@ -323,24 +328,55 @@ def test_dockerfile_copies_every_package_the_project_installs():
 
 # --- Grafana ------------------------------------------------------------------------------
 
-def test_dashboard_has_a_panel_for_every_contract_metric(dashboard):
+def test_the_five_dashboards_are_what_deploy_grafana_dashboards_py_writes():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dashboards", GRAFANA / "dashboards.py")
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    BUILT, render = code.DASHBOARDS, code.render
+    assert [p.stem for p in DASHBOARD_FILES] == sorted(BUILT) and len(BUILT) == 5
+    for p in DASHBOARD_FILES:
+        assert p.read_text() == render(p.stem), f"{p.name} differs from its code: run python deploy/grafana/dashboards.py"
+
+
+def test_dashboards_have_a_panel_for_every_contract_metric(all_dashboards):
     try:
         from shared.metrics import CONTRACT_METRICS as code_metrics
     except ImportError:
         code_metrics = ()
-    exprs = "\n".join(exprs_of(dashboard))
+    exprs = "\n".join(e for d in all_dashboards for e in exprs_of(d))
+    recorded = {r["record"]: r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]
+                if "record" in r}
+    exprs += "\n".join(e for name, e in recorded.items() if name in exprs)  # a panel on a recording rule
     missing = [m for m in sorted(set(CONTRACT_METRICS) | set(code_metrics))
                if not re.search(rf"(?<![\w:]){m}(?:_bucket|_sum|_count)?(?![\w:])", exprs)]
     assert not missing, f"no dashboard panel queries {missing}"
+
+
+def test_dashboards_refer_only_to_exported_metrics_and_recorded_rules(dashboard):
+    from shared.metrics import REGISTRY
+    exported = {"up"}
+    for family in REGISTRY.collect():
+        exported |= {family.name, f"{family.name}_total", f"{family.name}_bucket", f"{family.name}_sum",
+                     f"{family.name}_count"}
+    recorded = {r["record"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r}
+    functions = {"sum", "max", "min", "rate", "increase", "sqrt", "sort_desc", "histogram_quantile", "by", "on",
+                 "le", "deriv", "avg", "count", "offset", "and", "or", "unless", "without", "ignoring"}
+    for expr in exprs_of(dashboard):
+        bare = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]|\b(by|on|without|ignoring|group_left|group_right)\s*\([^)]*\)',
+                      " ", expr)  # drop matchers, strings, ranges and label lists
+        names = set(re.findall(r"(?<![\w:$])([a-z_:][\w:]*)", bare)) - functions
+        unknown = names - exported - recorded
+        assert not unknown, f"{dashboard['uid']}: {expr!r} queries {unknown}, which no Vigil service exports"
 
 
 def test_dashboard_is_a_provisionable_grafana_dashboard(dashboard):
     assert dashboard["uid"] and dashboard["title"]
     assert dashboard["schemaVersion"] >= 36
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    model = variables["model_id"]
-    query = model["query"] if isinstance(model["query"], str) else model["query"]["query"]
-    assert re.sub(r"\s", "", query) == "label_values(vigil_events_ingested_total,model_id)"
+    for v in variables.values():  # each is filled from a metric a Vigil service exports
+        query = v["query"] if isinstance(v["query"], str) else v["query"]["query"]
+        assert re.fullmatch(r"label_values\(vigil_\w+(\{[^}]*\})?,\s*" + v["name"] + r"\)", query), query
     panels = list(panels_of(dashboard["panels"]))
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
@@ -356,12 +392,12 @@ def test_dashboard_is_a_provisionable_grafana_dashboard(dashboard):
         assert used <= set(variables) | set(GRAFANA_BUILTINS), f"unknown variable in {expr}"
 
 
-def test_grafana_provisioning_points_at_prometheus_and_the_dashboards(services, dashboard):
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboards(services, all_dashboards):
     datasources = yaml.safe_load(DATASOURCES.read_text())["datasources"]
     (prom,) = [d for d in datasources if d["type"] == "prometheus"]
     url = urlsplit(prom["url"])
     assert url.hostname in services and "prometheus" in services[url.hostname]["image"]
-    uids = {t.get("datasource", {}).get("uid") for p in panels_of(dashboard["panels"])
+    uids = {t.get("datasource", {}).get("uid") for d in all_dashboards for p in panels_of(d["panels"])
             for t in [p, *(p.get("targets") or [])] if isinstance(t.get("datasource"), dict)}
     assert uids == {prom["uid"]}, f"panels use datasources {uids}, provisioned {prom['uid']}"
 
