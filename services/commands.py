@@ -138,13 +138,25 @@ def cmd_up(args) -> int:
 
 def cmd_demo(args) -> int:
     from services.demo import run_demo
+    from services.receivers import PagerDutyReceiver, SlackReceiver
     settings = _settings(args)
     logging.basicConfig(level="WARNING")
-    with Stack(settings) as stack:
-        print_ready(stack)
-        return run_demo(stack.urls["ingest"], duration=args.duration, speed=args.speed, rate=args.rate,
-                        api_key=(settings.api_key_list() or [None])[0], alerts_url=stack.urls.get("alerts"),
-                        summary_path=settings.data_dir / "demo-summary.json")
+    with SlackReceiver() as slack, PagerDutyReceiver() as pagerduty:
+        receivers = {}  # the local stand-ins, where the user configured no channel of their own
+        if not settings.slack_webhook_url:
+            os.environ["VIGIL_SLACK_WEBHOOK_URL"], receivers["slack"] = slack.url, slack
+        if not settings.pagerduty_routing_key:
+            os.environ.update(VIGIL_PAGERDUTY_URL=pagerduty.url, VIGIL_PAGERDUTY_ROUTING_KEY="vigil-demo")
+            receivers["pagerduty"] = pagerduty
+        # nine days of event time pass in a minute or two: notifications group over seconds, not minutes
+        os.environ.setdefault("VIGIL_GROUP_WAIT_SECONDS", "2")
+        os.environ.setdefault("VIGIL_GROUP_INTERVAL_SECONDS", "10")
+        with Stack(settings) as stack:
+            print_ready(stack)
+            return run_demo(stack.urls["ingest"], duration=args.duration, speed=args.speed, rate=args.rate,
+                            api_key=(settings.api_key_list() or [None])[0], alerts_url=stack.urls.get("alerts"),
+                            summary_path=settings.data_dir / "demo-summary.json",
+                            bootstrap=stack.embedded.kafka_bootstrap, receivers=receivers)
 
 
 def cmd_alerts(args) -> int:

@@ -12,6 +12,15 @@ the vendor's daily SLA periods all close while you watch:
   three of them stop overriding the AI early on (rubber-stamping) -> reviewer findings;
 - `doc-classifier` calls the vendor `acme-ocr` (SLA: p95 latency 250 ms, accuracy 0.85),
   whose latency rises by half halfway through -> vendor SLA violation; labels arrive later.
+- `credit-risk`'s segment `region`: its `south` group gets 15 points fewer positive predictions
+  -> fairness violation (demographic parity).
+- A careless client now and then: a batch with an invalid event (422, nothing of it published),
+  a retried batch (duplicates), labels for predictions that never came (unmatched), a labelling
+  backlog posted after its windows were judged (late), and a third-party producer writing a
+  record that is not JSON straight into `vigil.predictions` (dead-lettered). Vigil's health
+  dashboard shows each.
+- Notifications go to local Slack and PagerDuty receivers (`services.receivers`, checking the
+  payload formats) unless VIGIL_SLACK_WEBHOOK_URL / VIGIL_PAGERDUTY_ROUTING_KEY are set.
 
 The screen shows the traffic and, below it, the alerts as they fire (from the alerts API).
 """
@@ -24,6 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -41,6 +51,8 @@ OVERRIDE = 0.12  # a careful reviewer's override rate
 ACCURACY, ACCURACY_END = 0.92, 0.72  # credit-risk's accuracy before the midpoint and at the end
 VENDOR_ACCURACY = 0.9
 VENDOR_SLA = {"accuracy": 0.85, "latency_p95_ms": 250.0, "uptime": 0.99, "period_days": 1, "min_samples": 100}
+SEGMENT_BIAS = 0.43  # logit shift of region=south: its positive rate falls from 0.50 to ~0.35
+CARELESS_EVERY = 10  # ticks between the careless client's requests
 COLOURS = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
 
 
@@ -51,6 +63,7 @@ class SimModel:
     vendor: str | None = None
     reviewed: bool = False
     declines: bool = False  # labelled; accuracy falls from ACCURACY to ACCURACY_END after the midpoint
+    biased: bool = False  # segment region: south gets fewer positive predictions (fairness)
     sent: dict[str, int] = field(default_factory=lambda: {"predictions": 0, "reviews": 0, "labels": 0})
     errors: int = 0
 
@@ -61,7 +74,8 @@ class SimModel:
                 "window_seconds": WINDOW, "allowed_lateness_seconds": 300, "label_wait_seconds": 3600,
                 "features": {f"f{j:02d}": {"type": "numeric"} for j in range(FEATURES)},
                 **({"baseline_metrics": {"accuracy": ACCURACY if self.declines else VENDOR_ACCURACY}}
-                   if self.declines or self.vendor else {})}
+                   if self.declines or self.vendor else {}),
+                **({"fairness": {"attributes": ["region"], "min_group_size": 100}} if self.biased else {})}
 
     def reference(self, rng: np.random.Generator, n: int = 5_000) -> dict[str, list]:
         """A reference sample from the undrifted traffic: what a team uploads from its validation set."""
@@ -78,7 +92,8 @@ class SimModel:
         x = rng.normal(0.0, 1.0, size=(n, FEATURES))
         if progress > 0.5 and self.drift_feature is not None:
             x[:, int(self.drift_feature[1:])] += 1.0
-        score = 1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1])))
+        south = rng.random(n) < 0.5
+        score = 1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1] - (SEGMENT_BIAS * south if self.biased else 0.0))))
         ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, seconds, size=n))]
         out: dict[str, list[dict]] = {"predictions": [], "reviews": [], "labels": []}
         for i in range(n):
@@ -86,6 +101,8 @@ class SimModel:
             e = {"event_id": uuid.uuid4().hex, "model_id": self.model_id, "model_version": "v1",
                  "timestamp": ts[i].isoformat(), "features": {f"f{j:02d}": round(float(x[i, j]), 4) for j in range(FEATURES)},
                  "prediction": pred, "confidence": conf}
+            if self.biased:
+                e["segment"] = {"region": "south" if south[i] else "north"}
             if self.vendor:
                 e["vendor"] = self.vendor
                 e["latency_ms"] = round(float(rng.gamma(4.0, 30.0 * (1.5 if progress > 0.5 else 1.0))), 2)
@@ -108,8 +125,61 @@ class SimModel:
         return out
 
 
+@dataclass
+class Careless:
+    """A careless client: what it sent, and what Vigil made of it."""
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("rejected", "duplicates", "unmatched", "late", "dead_lettered"), 0))
+    held: list[dict] = field(default_factory=list)  # labels held back, posted after their windows were judged
+    last: list[dict] = field(default_factory=list)  # a batch it already sent (to retry)
+    backlog_sent: bool = False
+
+    def hold(self, kind: str, events: list[dict]) -> list[dict]:
+        """The first labels of the run are held back (a labelling backlog); the rest go now."""
+        if kind == "labels" and not self.held and not self.backlog_sent and events:
+            self.held, events = events[:20], events[20:]
+        if kind == "predictions" and events:
+            self.last = events[:5]
+        return events
+
+    def act(self, client: httpx.Client, progress: float, bootstrap: str | None) -> None:
+        bad = [{**self.last[0], "event_id": uuid.uuid4().hex}, {"event_id": uuid.uuid4().hex, "model_id": 7}]
+        if client.post("/v1/predictions", json=bad).status_code == 422:  # nothing of the batch is published
+            self.counts["rejected"] += 1
+        r = client.post("/v1/predictions", json=self.last)  # a retry of a batch already accepted
+        if r.status_code == 202:
+            self.counts["duplicates"] += r.json()["duplicates"]
+        model = self.last[0]["model_id"]
+        stray = [{"event_id": uuid.uuid4().hex, "model_id": model, "label": 1, "timestamp": self.last[0]["timestamp"]}
+                 for _ in range(3)]
+        if client.post("/v1/labels", json=stray).status_code == 202:
+            self.counts["unmatched"] += len(stray)
+        if progress > 0.6 and not self.backlog_sent:
+            if client.post("/v1/labels", json=self.held).status_code == 202:
+                self.counts["late"] += len(self.held)
+            self.backlog_sent = True
+        if progress > 0.5 and not self.counts["dead_lettered"] and bootstrap:
+            import asyncio
+
+            from shared import kafka
+            asyncio.run(_produce_raw(bootstrap, kafka.TOPICS["predictions"], model.encode(), b'{"event_id": "oops'))
+            self.counts["dead_lettered"] += 1
+
+
+async def _produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
+    """A third-party producer's record, straight into the topic (not through ingest)."""
+    from aiokafka import AIOKafkaProducer
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
 def fleet() -> list[SimModel]:
-    return [SimModel("credit-risk", drift_feature="f03", declines=True), SimModel("fraud-score", reviewed=True),
+    return [SimModel("credit-risk", drift_feature="f03", declines=True, biased=True),
+            SimModel("fraud-score", reviewed=True),
             SimModel("doc-classifier", vendor="acme-ocr")]
 
 
@@ -117,7 +187,7 @@ def _traffic_table(models: list[SimModel], elapsed: float, event_time: datetime)
     t = Table(title=f"vigil demo — {elapsed:5.1f}s wall, event time {event_time:%Y-%m-%d %H:%M} UTC")
     for col in ("model", "predictions", "reviews", "labels", "failed", "what happens"):
         t.add_column(col, justify="left" if col in ("model", "what happens") else "right")
-    notes = {"credit-risk": "f03 drifts at half time, then accuracy falls", "fraud-score": "3 of 8 reviewers rubber-stamp",
+    notes = {"credit-risk": "f03 drifts at half time, then accuracy falls; region south gets fewer approvals", "fraud-score": "3 of 8 reviewers rubber-stamp",
              "doc-classifier": "vendor acme-ocr slows at half time"}
     for m in models:
         t.add_row(m.model_id, f"{m.sent['predictions']:,}", f"{m.sent['reviews']:,}", f"{m.sent['labels']:,}",
@@ -150,12 +220,37 @@ def _alerts(client: httpx.Client | None) -> list[dict] | None:
         return None
 
 
+def _print_side_tables(careless: dict[str, int], notified: dict[str, dict[str, int]]) -> None:
+    from rich.console import Console
+    t = Table(title="the careless client")
+    t.add_column("what it did")
+    t.add_column("events", justify="right")
+    t.add_column("what Vigil did")
+    what = {"rejected": ("a batch with an invalid event", "422, nothing of it published"),
+            "duplicates": ("retried a batch already accepted", "counted once (202 duplicates)"),
+            "unmatched": ("labels for predictions never made", "vigil_labels_unmatched_total"),
+            "late": ("labels posted after their window was judged", "vigil_labels_late_total"),
+            "dead_lettered": ("a record not JSON, straight to the topic", "vigil.deadletter")}
+    for k, n in careless.items():
+        t.add_row(what[k][0], f"{n:,}", what[k][1])
+    Console().print(t)
+    if notified:
+        n = Table(title="local notification receivers")
+        for col in ("receiver", "accepted", "malformed"):
+            n.add_column(col, justify="left" if col == "receiver" else "right")
+        for name, c in notified.items():
+            n.add_row(name, str(c["accepted"]), f"[red]{c['malformed']}[/red]" if c["malformed"] else "0")
+        Console().print(n)
+
+
 def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None, rate: float = 2_000.0,
              api_key: str | None = None, seed: int = 7, alerts_url: str | None = None, settle: float = 10.0,
-             summary_path: Path | None = None) -> int:
+             summary_path: Path | None = None, bootstrap: str | None = None,
+             receivers: dict[str, Any] | None = None) -> int:
     """Send the fleet's traffic for `duration` seconds, then wait `settle` seconds for the last
     alerts; print the summary (and write it as JSON to `summary_path`). `speed` defaults to
-    covering DAYS of event time."""
+    covering DAYS of event time. `bootstrap`: the broker, for the careless third-party producer;
+    `receivers`: the local notification receivers (name -> `services.receivers.HttpReceiver`)."""
     speed = speed or DAYS * 86400 / duration
     rng = np.random.default_rng(seed)
     models = fleet()
@@ -166,17 +261,22 @@ def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None
         client.put(f"/v1/models/{m.model_id}", json=m.spec()).raise_for_status()
         client.put(f"/v1/models/{m.model_id}/reference", json=m.reference(rng)).raise_for_status()
     client.put("/v1/vendors/acme-ocr/sla", json=VENDOR_SLA).raise_for_status()
-    event_start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=duration * speed)
+    # the history starts at a window boundary, so no window is judged on a part of its traffic
+    first = (time.time() - duration * speed) // WINDOW * WINDOW
+    event_start = datetime.fromtimestamp(first, timezone.utc)
     started = time.monotonic()
     tick = 0.5
     per_tick = max(1, int(rate * tick / len(models)))
     alerts: list[dict] = []
+    careless, ticks = Careless(), 0
     with Live(_traffic_table(models, 0.0, event_start), refresh_per_second=4) as live:
         while (elapsed := time.monotonic() - started) < duration + settle:
             event_now = event_start + timedelta(seconds=min(elapsed, duration) * speed)
             if elapsed < duration:
+                ticks += 1
                 for m in models:
                     for kind, events in m.traffic(rng, per_tick, event_now, tick * speed, elapsed / duration).items():
+                        events = careless.hold(kind, events) if m.vendor else events
                         if not events:
                             continue
                         try:
@@ -187,6 +287,8 @@ def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None
                                 m.errors += len(events)
                         except httpx.HTTPError:
                             m.errors += len(events)
+                if ticks % CARELESS_EVERY == 0 and careless.last:
+                    careless.act(client, elapsed / duration, bootstrap)
             alerts = _alerts(alerts_client) or alerts
             view = [_traffic_table(models, elapsed, event_now)]
             if alerts_client is not None:
@@ -198,12 +300,16 @@ def run_demo(ingest_url: str, duration: float = 60.0, speed: float | None = None
         alerts_client.close()
         from rich.console import Console
         Console().print(alerts_table(alerts, "summary: alerts raised"))
+    notified = {name: {"accepted": len(r.accepted), "malformed": len(r.errors)}
+                for name, r in (receivers or {}).items()}
+    _print_side_tables(careless.counts, notified)
     total = sum(m.sent["predictions"] for m in models)
     failed = sum(m.errors for m in models)
     if summary_path is not None:
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps({"sent": {m.model_id: m.sent for m in models}, "failed": failed,
-                                            "alerts": alerts}, indent=1))
+                                            "careless_client": careless.counts,
+                                            "notifications": notified, "alerts": alerts}, indent=1))
         print(f"summary written to {summary_path}")
     print(f"\ndemo done: {total:,} predictions accepted, {failed:,} failed, {len(alerts)} alerts, in {duration:.0f}s")
     return 0 if failed == 0 else 1

@@ -1,5 +1,6 @@
 """`vigil demo`, the README's first command, runs end to end, raises the alerts its story
-contains and no others, and leaves nothing behind."""
+contains and no others, and leaves nothing behind; a real Prometheus scraping it meanwhile
+(deploy/'s config and rules) has data for every dashboard panel and every rule."""
 
 from __future__ import annotations
 
@@ -8,29 +9,50 @@ import os
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psutil
+import pytest
+import yaml
 
+from tests.prometheus_support import RULES, concrete, query_range, running_prometheus
 from tests.support import free_port
 
 # (model, kind, what it is about) the simulated fleet must raise: credit-risk's f03 drifts,
 # three of fraud-score's reviewers rubber-stamp, the vendor acme-ocr breaches its latency SLA.
-# credit-risk's accuracy then falls: a trend, then degradation (critical past 0.15: rollback).
+# credit-risk's accuracy then falls: a trend, then degradation (critical past 0.15: rollback);
+# its region south gets fewer positive predictions: a fairness violation.
 EXPECTED = {("credit-risk", "data_drift", "f03"), ("fraud-score", "reviewer_rubber_stamping", None),
             ("doc-classifier", "vendor_sla_violation", "acme-ocr"), ("credit-risk", "performance_degradation", None),
-            ("credit-risk", "performance_trend", None)}
+            ("credit-risk", "performance_trend", None), ("credit-risk", "fairness_violation", "region")}
 ALLOWED = EXPECTED | {("doc-classifier", "vendor_sla_persistent", "acme-ocr"),  # the breach lasts two periods
                       ("credit-risk", "concept_drift", None)}  # the fall is abrupt enough for ADWIN or the 4-window rule
+DASHBOARDS = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards"
+SERVICES = ("ingest", "drift", "oversight", "alerts")
 
 
-def test_demo_runs_the_stack_and_raises_exactly_the_alerts_of_its_story(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One `vigil demo --duration 30`, scraped every second by Prometheus with deploy/'s rules."""
+    tmp = tmp_path_factory.mktemp("demo")
+    ports = {name: free_port() for name in SERVICES}
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env.update(VIGIL_DATA_DIR=str(tmp_path), VIGIL_LOG_LEVEL="WARNING",
-               **{f"VIGIL_{name}_PORT": str(free_port()) for name in ("INGEST", "DRIFT", "OVERSIGHT", "ALERTS")})
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "demo", "--duration", "30"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, out[-3000:]
+    env.update(VIGIL_DATA_DIR=str(tmp), VIGIL_LOG_LEVEL="WARNING",
+               **{f"VIGIL_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    targets = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), targets) as prom:  # not under tmp: no leftover
+        start = time.time()
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "demo", "--duration", "30"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out, _ = proc.communicate(timeout=240)
+        yield {"out": out, "returncode": proc.returncode, "tmp": tmp, "prom": prom, "start": start,
+               "end": time.time()}
+
+
+def test_demo_runs_the_stack_and_raises_exactly_the_alerts_of_its_story(demo):
+    out, tmp_path = demo["out"], demo["tmp"]
+    assert demo["returncode"] == 0, out[-3000:]
     assert "Vigil is up" in out
     done = re.search(r"demo done: ([\d,]+) predictions accepted, 0 failed", out)
     assert done and int(done.group(1).replace(",", "")) >= 30_000, out[-3000:]
@@ -43,6 +65,53 @@ def test_demo_runs_the_stack_and_raises_exactly_the_alerts_of_its_story(tmp_path
     assert set(stamping[-1]["latest"]["evidence"]["reviewers"]) == {"reviewer-1", "reviewer-2", "reviewer-3"}
     (degradation,) = [a for a in summary["alerts"] if a["kind"] == "performance_degradation"]
     assert degradation["severity"] == "critical" and degradation["latest"]["evidence"]["inputs_drifted"] == ["f03"]
+    careless = summary["careless_client"]
+    assert all(careless[k] > 0 for k in ("rejected", "duplicates", "unmatched", "late")), careless
+    assert careless["dead_lettered"] == 1
+    notified = summary["notifications"]  # the local receivers check Slack's and PagerDuty's formats
+    assert notified["slack"]["accepted"] > 0 and notified["pagerduty"]["accepted"] > 0, notified
+    assert notified["slack"]["malformed"] == notified["pagerduty"]["malformed"] == 0, notified
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, f"processes left behind: {[p.info['cmdline'] for p in leftovers]}"
+
+
+def _dashboard_queries() -> list[tuple[str, str, str]]:
+    out = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        d = json.loads(path.read_text())
+        values = {v["name"]: ".*" for v in d["templating"]["list"]} | {"__range": "1h", "__rate_interval": "1m"}
+
+        def walk(panels):
+            for p in panels:
+                yield p
+                yield from walk(p.get("panels") or [])
+        for p in walk(d["panels"]):
+            for t in p.get("targets") or []:
+                out.append((d["uid"], p["title"], concrete(t["expr"], values)))
+    return out
+
+
+def _rule_queries() -> list[tuple[str, str]]:
+    """Each recording rule's expression, and each alerting rule's expression without its
+    thresholds (an alert that fires on demo traffic would be a false alarm; its operands must
+    still have data)."""
+    out = []
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for r in group["rules"]:
+            if "record" in r:
+                out.append((r["record"], r["expr"]))
+                continue
+            for i, part in enumerate(re.split(r"\n\s*(?:and|or|unless)\s*\n", r["expr"].strip())):
+                operand = re.sub(r"\s*(==|!=|>=|<=|>|<)\s*[\d.e+-]+\s*$", "", part.strip())
+                out.append((f"{r['alert']}[{i}]", operand))
+    return out
+
+
+def test_every_dashboard_panel_and_rule_has_data_from_the_demo(demo):
+    assert demo["returncode"] == 0, demo["out"][-2000:]
+    queries = [(f"{uid} / {title}", expr) for uid, title, expr in _dashboard_queries()] + _rule_queries()
+    assert len({q for _, q in queries}) >= 50
+    empty = [(where, expr) for where, expr in queries
+             if not query_range(demo["prom"], expr, demo["start"], demo["end"], step=2)]
+    assert not empty, "no data during the demo for:\n" + "\n".join(f"  {w}: {e}" for w, e in empty)
