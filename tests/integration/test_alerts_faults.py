@@ -91,3 +91,49 @@ def test_an_invalid_routing_file_is_refused_at_start_with_its_line(apache_kafka,
         assert proc.wait(60) != 0
     out = (tmp_path / "alerts.log").read_text()
     assert "invalid routing file" in out and f"{bad}:" in out, out
+
+
+def test_redis_restarted_under_the_running_service_keeps_alerts_and_the_outbox(apache_kafka, tmp_path):
+    """Redis (append-only, as `vigil up` runs it) is killed with SIGKILL and restarted while a
+    notification waits in the outbox for Slack: the alert and the notification survive, the
+    service reconnects by itself, and Slack gets the notification exactly once."""
+    from shared import runtime
+    bootstrap = apache_kafka.address
+    store = runtime.start_redis(tmp_path / "redis")
+    db = store.address
+    m = model_id()
+    register(db, m)
+    group = start_at_end(bootstrap, f"alerts-redis-{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with SlackReceiver() as slack, open(tmp_path / "alerts.log", "wb") as log:
+        env = dict(VIGIL_SLACK_WEBHOOK_URL=slack.url, VIGIL_GROUP_WAIT_SECONDS=0.2, VIGIL_GROUP_INTERVAL_SECONDS=0.5,
+                   VIGIL_REPEAT_INTERVAL_SECONDS=3600)
+        slack.fail_for(3600)  # Slack is down: the notification stays in the outbox
+        proc = start_process(bootstrap, db, port, group, log, **env)
+        try:
+            wait_for(lambda: _ready(url), 60, "the alerts service ready")
+            publish(bootstrap, [finding(m, 1, "high", window_end=datetime.now(timezone.utc) - timedelta(seconds=5))])
+            wait_for(lambda: len(slack.requests) >= 1, 60, "a failed attempt at Slack")
+            r = redis.Redis.from_url(db)
+            assert r.hlen("vigil:notify:outbox") == 1
+            r.close()
+            time.sleep(1.5)  # appendfsync everysec: what Redis acknowledged a second ago is on disk
+            store.restart(kill=True)
+            slack.fail_for(0)  # Slack is back
+            got = slack.wait_for(1, timeout=120)
+            time.sleep(3.0)  # a second copy would arrive by now
+            assert got and len(slack.accepted) == 1 and slack.errors == [] and m in str(slack.accepted[0].body)
+            wait_for(lambda: _ready(url), 30, "the service ready again")
+            (a,) = alerts_of(url, m)
+            assert a["status"] == "firing" and a["occurrences"] == 1
+            assert proc.poll() is None, "the alerts service died with Redis"
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except Exception:  # noqa: BLE001
+                    proc.kill()
+                    proc.wait(10)
+            store.stop()
