@@ -19,9 +19,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from shared import kafka
 from shared import metrics as m
 from shared.events import ModelSpec, ReferenceColumn
+from shared.history import History
 from shared.settings import Settings
 from shared.stats.baseline import Baseline
 from services import stream
@@ -111,6 +114,7 @@ class DriftWorker(stream.StreamWorker):
         self.feed = ModelsFeed()
         self.feed.start(self.settings.kafka_bootstrap)
         self.registry = Registry(self.redis, self.window_sample, self.feed)
+        self.history = History(self.redis, "drift", self.settings.findings_retention_days * 86400)
 
     async def teardown(self) -> None:
         await self.feed.stop()
@@ -144,15 +148,16 @@ class DriftWorker(stream.StreamWorker):
             for model_id, (events, ts) in (await self._by_model(records, _check_label)).items():
                 self.events += len(events)
                 model = await self.registry.get(model_id)
-                found.extend(self._apply(state.labels(model_id, model, events, self.settings, ts)))
+                found.extend(await self._apply(state.labels(model_id, model, events, self.settings, ts)))
             return found
         for model_id, (events, _) in (await self._by_model(records, _check_prediction)).items():
             model = await self.registry.get(model_id)
-            found.extend(self._apply(state.predictions(model_id, model, events, self.settings)))
+            found.extend(await self._apply(state.predictions(model_id, model, events, self.settings)))
         return found
 
-    def _apply(self, out: Applied) -> list[dict]:
-        """Move an application's counts to the metrics; its findings as JSON."""
+    async def _apply(self, out: Applied) -> list[dict]:
+        """Move an application's counts to the metrics and its gauges also to the per-window
+        history (`shared.history`: a replay rewrites the same entries); its findings as JSON."""
         self.events += out.events
         model_id = out.model_id
         if out.late:
@@ -163,6 +168,11 @@ class DriftWorker(stream.StreamWorker):
                 counter.labels(model_id=model_id).inc(n)
         for gauge, labels, value in out.gauges:
             GAUGES[gauge].labels(**labels).set(value)
+        if out.gauges:
+            try:
+                await self.history.write(model_id, [(start, *g) for start, g in zip(out.gauge_starts, out.gauges)])
+            except RedisError as exc:  # the history is the report's view; the stream must not stop for it
+                self.log.warning("history of %s not written: %s", model_id, exc)
         for w, exc in out.skipped:
             self.log.warning("window %s@%s not evaluated: %s", model_id, w, exc)
         m.LABELS_PENDING.labels(model_id=model_id).set(out.pending)

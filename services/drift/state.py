@@ -36,11 +36,17 @@ class Applied:
     model_id: str
     findings: list[Finding] = field(default_factory=list)
     gauges: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+    gauge_starts: list[int] = field(default_factory=list)  # the start of each gauge's window (the history)
     events: int = 0  # predictions counted
     late: int = 0  # predictions behind a closed window
     joined: Joined = field(default_factory=Joined)
     pending: int = 0  # predictions waiting for labels, after the batch
     skipped: list[tuple[int, str]] = field(default_factory=list)  # windows not evaluated: (start, why)
+
+    def add_gauges(self, start: int, gauges: Sequence[tuple[str, dict[str, str], float]]) -> None:
+        """Gauges of the window starting at `start`."""
+        self.gauges.extend(gauges)
+        self.gauge_starts.extend([start] * len(gauges))
 
 
 def window_config(spec: ModelSpec, base: Baseline | None, sample_size: int) -> WindowConfig:
@@ -116,12 +122,12 @@ class DriftState:
         lj.extra.setdefault("closed", {})[str(w.start)] = {
             "drifted": sorted({f.feature for f in found if f.kind == "data_drift" and f.feature}),
             "version": w.model_version}
-        out.gauges.extend(window_gauges(w.model_id, rows))
+        out.add_gauges(w.start, window_gauges(w.model_id, rows))
         for attribute, g in parity(w, model.spec).items():
             if g["demographic_parity_difference"] is not None:
-                out.gauges.append(("fairness", {"model_id": w.model_id, "attribute": attribute,
-                                                "metric": "demographic_parity_difference"},
-                                   g["demographic_parity_difference"]))
+                out.add_gauges(w.start, [("fairness", {"model_id": w.model_id, "attribute": attribute,
+                                                       "metric": "demographic_parity_difference"},
+                                          g["demographic_parity_difference"])])
 
     def _due(self, model_id: str, model: Any, jcfg: JoinConfig, out: Applied) -> None:
         """Performance windows due and online changes."""
@@ -130,7 +136,7 @@ class DriftState:
             for w in lj.due(mw.watermark, jcfg):
                 found, gauges = performance.evaluate(model_id, w, model.spec, lj)
                 out.findings.extend(found)
-                out.gauges.extend(gauges)
+                out.add_gauges(w.start, gauges)
             changes = performance.detect(lj, model.spec)
             if changes:
                 out.findings.extend(performance.change_findings(

@@ -21,10 +21,12 @@ import time
 from typing import Any
 
 import numpy as np
+from redis.exceptions import RedisError
 
 from shared import kafka
 from shared import metrics as m
 from shared.events import ModelSpec, VendorSLA
+from shared.history import History
 from shared.settings import Settings
 from shared.stats.vendor import INSUFFICIENT, NO_SLA
 from services import stream
@@ -92,6 +94,7 @@ class OversightWorker(stream.StreamWorker):
 
     async def setup(self) -> None:
         self.registry = Registry(self.redis)
+        self.history = History(self.redis, "oversight", self.settings.findings_retention_days * 86400)
 
     async def handle(self, part: stream.Part, topic: str, records) -> list[dict]:
         kind = KINDS[topic]
@@ -124,10 +127,12 @@ class OversightWorker(stream.StreamWorker):
         hours = st.due_reviews(ms, self.cfg)
         cov = st.due_coverage(ms, self.cfg)
         spec = await self.registry.spec(model_id) if hours or cov or ms.first_day is not None else None
-        summary = None
+        summary, rates = None, []
         for h in hours:
             f, summary = reviews_at(model_id, ms, h, self.cfg, spec, self.settings.oversight_min_reviews)
             found.extend(f)
+            if summary["metrics"]["override_rate"] is not None:  # the report's history, keyed by the hour's end
+                rates.append((h, "override_rate", {}, summary["metrics"]["override_rate"]))
         for h in cov:
             f, metrics = coverage_at(model_id, ms, h, self.cfg, spec)
             found.extend(f)
@@ -137,6 +142,11 @@ class OversightWorker(stream.StreamWorker):
             if summary["metrics"]["override_rate"] is not None:
                 m.OVERRIDE_RATE.labels(model_id=model_id).set(summary["metrics"]["override_rate"])
             await self.redis.set(MODEL_KEY + model_id, kafka.dumps(summary))
+        if rates:
+            try:
+                await self.history.write(model_id, rates)
+            except RedisError as exc:  # the history is the report's view; the stream must not stop for it
+                self.log.warning("override-rate history of %s not written: %s", model_id, exc)
         slas: dict[str, dict | None] = {}
         if ms.first_day is not None and ms.vendors:
             slas = {v: await self.registry.sla(v) for v in ms.vendors}
