@@ -21,6 +21,16 @@ from tests.support import free_port
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
+def _stop(proc) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except Exception:  # noqa: BLE001
+            proc.kill()
+            proc.wait(10)
+
+
 def _ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
@@ -72,13 +82,7 @@ def test_killed_with_notifications_pending_then_restarted_delivers_them_exactly_
             assert 'vigil_notifications_total{channel="slack"' in metrics
             assert got
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except Exception:  # noqa: BLE001
-                    proc.kill()
-                    proc.wait(10)
+            _stop(proc)
             r.close()
 
 
@@ -129,11 +133,5 @@ def test_redis_restarted_under_the_running_service_keeps_alerts_and_the_outbox(a
             assert a["status"] == "firing" and a["occurrences"] == 1
             assert proc.poll() is None, "the alerts service died with Redis"
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except Exception:  # noqa: BLE001
-                    proc.kill()
-                    proc.wait(10)
+            _stop(proc)
             store.stop()
