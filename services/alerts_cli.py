@@ -1,4 +1,6 @@
-"""`vigil alerts [--follow]`: list or follow alerts from the alerts API.
+"""`vigil alerts [--follow]`: list or follow alerts from the alerts API; and `vigil report MODEL`,
+which writes a model's report (`GET /v1/models/{id}/report`) to a file (`add_report_parser`,
+`run_report`).
 
 The parser is `add_parser(subparsers)`, the command `run(args) -> int`. Rendering and the
 diff between two polls are pure functions (`alerts_table`, `diff`, `change_text`), so they
@@ -287,3 +289,66 @@ def _why_gone(client, url: str, change: Change) -> Change:
     except (httpx.HTTPError, ValueError):
         pass
     return change
+
+
+# --- vigil report --------------------------------------------------------------------------
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("report", help="write a model's report (self-contained HTML) to a file",
+                              description="Fetch GET /v1/models/MODEL/report from the alerts service and write "
+                                          "it to a file that opens in any browser, offline.")
+    p.add_argument("model", help="model_id")
+    p.add_argument("-o", "--output", default=None, help="file to write (default: MODEL-report.html)")
+    p.add_argument("--windows", type=int, default=96, help="drift windows shown, the newest (default 96)")
+    p.add_argument("--url", default=None, help="alerts service base URL (default: from settings)")
+    p.add_argument("--api-key", default=None, help="bearer key (default: the first of VIGIL_API_KEYS)")
+    return p
+
+
+def get_report(url: str, model: str, windows: int = 96, headers: dict | None = None, timeout: float = 30.0) -> str:
+    """The report's HTML from the alerts service at `url`; raises Unreachable with what went wrong."""
+    import urllib.parse
+
+    import httpx
+
+    path = f"{url}/v1/models/{urllib.parse.quote(model, safe='')}/report"
+    try:
+        res = httpx.get(path, params={"windows": windows}, headers=headers or {}, timeout=timeout)
+    except httpx.TransportError as exc:
+        why = f"{type(exc).__name__}: {exc or 'no reply'}"
+        raise Unreachable(f"the alerts service at {url} does not answer ({why}); "
+                          "start it with `vigil up` or `vigil serve alerts`, or pass --url") from None
+    if res.status_code == 404:
+        raise Unreachable(f"model {model!r}: the alerts service at {url} knows nothing of it "
+                          "(no spec registered and nothing recorded)")
+    if res.status_code != 200:
+        raise Unreachable(f"GET {res.request.url} answered {res.status_code}: {res.text[:300]}")
+    return res.text
+
+
+def run_report(args) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    url = (args.url or settings.service_urls()["alerts"]).rstrip("/")
+    key = args.api_key or next(iter(settings.api_key_list()), None)
+    err = Console(stderr=True)
+    try:
+        text = get_report(url, args.model, args.windows, {"Authorization": f"Bearer {key}"} if key else {})
+    except Unreachable as exc:
+        err.print(f"[red]vigil report: {exc}[/red]", highlight=False)
+        return 1
+    path = Path(args.output or f"{args.model}-report.html").expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"[red]vigil report: cannot write {path}: {exc}[/red]", highlight=False)
+        return 1
+    print(f"wrote the report of {args.model} to {path.resolve()} ({len(text.encode()) / 1024:.0f} KiB)")
+    return 0

@@ -1,6 +1,6 @@
 """`vigil`: the command line. One obvious place per command; the work lives in the services.
 
-Commands: up, demo, serve, replay, alerts (evaluate is to come; see DESIGN.md).
+Commands: up, demo, serve, replay, alerts, report (evaluate is to come; see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--batch", type=int, default=1_000, help="events per request")
     rp.add_argument("--api-key", default=None)
 
-    from services.alerts_cli import add_parser as add_alerts
+    from services.alerts_cli import add_parser as add_alerts, add_report_parser
     add_alerts(sub)
+    add_report_parser(sub)
 
     return p
 

@@ -164,6 +164,11 @@ def cmd_alerts(args) -> int:
     return run(args)
 
 
+def cmd_report(args) -> int:
+    from services.alerts_cli import run_report
+    return run_report(args)
+
+
 def cmd_replay(args) -> int:
     from services.replay import run
     return run(args)

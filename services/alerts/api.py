@@ -1,4 +1,5 @@
-"""The alerts HTTP API of the contract: alerts, acknowledgements, silences, actions, findings, model modes.
+"""The alerts HTTP API of the contract: alerts, acknowledgements, silences, actions, findings, model modes,
+and the model report (`GET /v1/models/{id}/report`, HTML).
 
 Reads are open (model servers poll `GET /v1/models/{id}/mode`); writes need a bearer API key
 when `VIGIL_API_KEYS` is set (ingest's check). Bad input -> 422 with `{"detail": {"errors":
@@ -10,13 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.alerts import lifecycle as lc
+from services.alerts import report
 from services.alerts.store import AlertStore, Conflict, NotFound, new_silence
 from services.ingest.deps import require_api_key
 from shared.events import ModelId, Severity
+from shared.history import History
 
 Status = Literal["firing", "acknowledged", "resolved", "silenced"]
 Authorized = Depends(require_api_key)
@@ -156,3 +161,50 @@ async def mode_history(model_id: ModelId, store: Store) -> list[dict]:
 async def set_mode(model_id: ModelId, body: ModeChange, store: Store) -> dict:
     """An operator sets the mode: ``automated`` clears human review (who and why recorded)."""
     return await store.set_mode(model_id, body.mode, body.by, body.reason, now())
+
+
+@router.get("/models/{model_id}/report", response_class=HTMLResponse)
+async def model_report(model_id: ModelId, request: Request,
+                       windows: int = Query(96, ge=1, le=10_000, description="drift windows shown, newest")
+                       ) -> HTMLResponse:
+    """The model's report as one self-contained HTML page (`services.alerts.report`); 404 for a
+    model with no spec and nothing recorded."""
+    service = _service(request)
+    data = await report_data(service.store, model_id, service.settings.findings_retention_days * 86400, windows)
+    if data is None:
+        raise HTTPException(404, detail=f"model {model_id}: no spec registered and nothing recorded")
+    return HTMLResponse(report.render(data), headers={"Content-Security-Policy": report.CSP,
+                                                      "X-Content-Type-Options": "nosniff",
+                                                      "Cache-Control": "no-cache"})
+
+
+OPEN = ("firing", "acknowledged", "silenced")
+REPORT_FINDINGS = 10_000  # the model's retained findings read for the report, newest window first
+REPORT_ROWS = 20  # oversight and fairness findings listed
+
+
+async def report_data(store: AlertStore, model_id: str, retention_seconds: float, windows: int) -> dict | None:
+    """What the report shows, from Redis: the spec, the drift and oversight histories, the
+    model's findings, open alerts, actions and mode; None when there is nothing at all."""
+    redis = store.redis
+    spec_raw, summary_raw = await redis.mget([f"vigil:registry:model:{model_id}", f"vigil:oversight:model:{model_id}"])
+    drift = await History(redis, "drift", retention_seconds).read(model_id, windows)
+    rates = await History(redis, "oversight", retention_seconds).read(model_id, 24 * 7)
+    findings = await store.findings(model_id=model_id, limit=REPORT_FINDINGS)
+    alerts = [a for status in OPEN for a in await store.alerts(model_id=model_id, status=status)]
+    if spec_raw is None and summary_raw is None and not (drift or rates or findings or alerts):
+        return None
+    of = lambda kinds: [f for f in findings if f["kind"] in kinds]  # noqa: E731
+    return {
+        "model_id": model_id, "generated_at": now(),
+        "spec": orjson.loads(spec_raw) if spec_raw else None,
+        "mode": await store.mode(model_id),
+        "windows": report.windows_of(drift),
+        "trend": next(iter(of(("performance_trend",))), None),
+        "alerts": [lc.public(a) for a in alerts],
+        "actions": await store.actions(model_id, REPORT_ROWS),
+        "oversight": {"summary": orjson.loads(summary_raw) if summary_raw else None,
+                      "rates": [(w.start, w.get("override_rate")) for w in rates],
+                      "findings": of(report.OVERSIGHT_KINDS)[:REPORT_ROWS]},
+        "fairness": of(("fairness_violation",))[:REPORT_ROWS],
+    }

@@ -47,6 +47,7 @@ from shared.stats.performance import HIGHER_IS_BETTER, primary_metric
 TIER_COLOURS = {policy.CRITICAL: "#b3261e", policy.HIGH: "#ef6c00", policy.MEDIUM: "#f6c343",
                 policy.LOW: "#e3f1e5"}
 TIER_TEXT = {policy.CRITICAL: "#ffffff", policy.HIGH: "#ffffff", policy.MEDIUM: "#3d2e00", policy.LOW: "#1e3d22"}
+TIER_LINES = {**TIER_COLOURS, policy.MEDIUM: "#b58900"}  # threshold lines: the medium yellow is too pale for one
 NO_VALUE = "#eceff1"
 SERIES = ("#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f")
 INK, GRID, MUTED = "#263238", "#cfd8dc", "#607d8b"
@@ -66,12 +67,14 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 12px}h3{font-size:
 section{background:#fff;border:1px solid #dde3e6;border-radius:8px;padding:16px 20px;margin:0 0 18px}
 dl.facts{display:flex;flex-wrap:wrap;gap:6px 28px;margin:8px 0 0}dl.facts div{display:flex;gap:6px}
 dt{color:#607d8b}dd{margin:0;font-weight:600}
-table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceff1;vertical-align:top}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceff1;vertical-align:top}
 th{color:#607d8b;font-weight:600}
 .sev{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .mode{display:inline-block;padding:1px 10px;border-radius:10px;color:#fff;font-weight:600}
 .nodata{color:#607d8b;font-style:italic}.note{color:#607d8b;font-size:12px}
-.legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px;margin:6px 0}.legend span{display:inline-flex;align-items:center;gap:4px}
+.legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px;margin:6px 0}
+.legend span{display:inline-flex;align-items:center;gap:4px}
 .legend i{display:inline-block;width:14px;height:10px;border-radius:2px}
 svg{display:block;max-width:100%;height:auto}svg text{font:11px system-ui,sans-serif;fill:#455a64}
 """
@@ -329,7 +332,7 @@ def series_plot(windows: Sequence[Mapping[str, Any]], metric: str, names: Sequen
     values = [v for pts in points.values() for _, v in pts] + [above for above, _ in rules]
     f, ticks = nice_frame(min(ts), max(ts), values, floor_zero=True)
     body = axes(f, label, ticks)
-    body += "".join(hline(f, above, TIER_COLOURS[sev] if sev != policy.MEDIUM else "#b58900", sev, f"tier-{sev}")
+    body += "".join(hline(f, above, TIER_LINES[sev], sev, f"tier-{sev}")
                     for above, sev in rules)
     body += "".join(line(f, points[n], SERIES[i % len(SERIES)], n) for i, n in enumerate(names))
     return legend((n, SERIES[i % len(SERIES)]) for i, n in enumerate(names)) + svg(f, body, label)
@@ -359,6 +362,10 @@ def drift_section(data: Mapping[str, Any]) -> str:
 
 
 # --- performance ------------------------------------------------------------------------------
+
+
+def first_finite(*values: Any) -> float | None:
+    return next((v for v in values if finite(v)), None)
 
 
 def latest(windows: Sequence[Mapping[str, Any]], gauge: str, metric: str) -> float | None:
@@ -425,9 +432,11 @@ def performance_section(data: Mapping[str, Any]) -> str:
     out = [f'<section id="performance"><h2>Performance ({e(metric)})</h2>']
     if not judged:
         return "".join(out) + nodata("no data: no performance window evaluated yet (labels needed)") + "</section>"
-    baseline = latest(windows, "performance_baseline", metric) or (spec.get("baseline_metrics") or {}).get(metric)
+    baseline = first_finite(latest(windows, "performance_baseline", metric),
+                            (spec.get("baseline_metrics") or {}).get(metric))
     trend = data.get("trend")
-    floor = latest(windows, "performance_min_acceptable", metric) or (spec.get("min_acceptable") or {}).get(metric)
+    floor = first_finite(latest(windows, "performance_min_acceptable", metric),
+                         (spec.get("min_acceptable") or {}).get(metric))
     if trend and finite((trend.get("metrics") or {}).get("min_acceptable")):
         floor = trend["metrics"]["min_acceptable"]
     proj = projection(trend, metric, float(spec.get("window_seconds") or 900))
@@ -563,7 +572,8 @@ def fairness_section(data: Mapping[str, Any], spec: Mapping[str, Any] | None) ->
 def header(data: Mapping[str, Any]) -> str:
     spec, mode = data.get("spec"), data.get("mode") or {}
     name = mode.get("mode", "automated")
-    mode_html = f'<span class="mode" style="background:{MODE_COLOURS.get(name, MUTED)}">{e(name.replace("_", " "))}</span>'
+    mode_html = (f'<span class="mode" style="background:{MODE_COLOURS.get(name, MUTED)}">'
+                 f'{e(name.replace("_", " "))}</span>')
     if mode.get("since"):
         mode_html += f' <span class="note">since {e(when(mode["since"]))}: {e(mode.get("reason") or "")}</span>'
     windows = data.get("windows") or []

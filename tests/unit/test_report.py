@@ -207,7 +207,7 @@ def test_sections_show_alerts_actions_oversight_and_fairness():
 
 
 def test_windows_of_reshapes_the_history():
-    from shared.history import Window, field_of  # noqa: F401
+    from shared.history import Window
 
     w = Window(T0, {("psi", (("feature", "a"),)): 0.2, ("js_divergence", ()): 0.01,
                     ("performance", (("metric", "accuracy"),)): 0.9,
