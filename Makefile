@@ -48,6 +48,7 @@ bench: test-deps $(BENCH_STAMP)
 	$(PY) -m bench.concept
 	$(PY) -m bench.oversight
 	$(PY) -m bench.alerts
+	$(PY) -m bench.summary
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
