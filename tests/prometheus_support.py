@@ -89,6 +89,13 @@ def query_range(prom: str, expr: str, start: float, end: float, step: float = 2.
     return r.json()["data"]["result"]
 
 
+def panels_of(panels: list[dict]):
+    """A dashboard's panels, those inside rows included."""
+    for p in panels:
+        yield p
+        yield from panels_of(p.get("panels") or [])
+
+
 def concrete(expr: str, values: Mapping[str, str]) -> str:
     """A dashboard query with its Grafana variables ($name, ${name}) replaced by `values`."""
     return re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)

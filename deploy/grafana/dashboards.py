@@ -24,6 +24,7 @@ JS_DISTANCE = [(None, "green"), (0.1, "yellow"), (0.2, "orange"), (0.3, "red")]
 FAIRNESS = [(None, "green"), (0.1, "orange"), (0.2, "red")]
 OVERRIDE = [(None, "red"), (0.02, "green")]  # below 2%: override_rate_low
 UP = [(None, "red"), (1, "green")]
+UP_MAPPINGS = [{"type": "value", "options": {"0": {"text": "down", "color": "red"}, "1": {"text": "up", "color": "green"}}}]
 SEVERITY_COLOURS = {"critical": "red", "high": "orange", "medium": "yellow", "low": "blue"}
 OVERSIGHT_KINDS = "override_rate_low|reviewer_rubber_stamping|workload_pressure|review_coverage_gap"
 
@@ -136,8 +137,7 @@ def overview() -> dict:
         row("Fleet"),
         stat("Services up", "Prometheus scrape status of each Vigil service (job=\"vigil\").",
              target('up{job="vigil"}', "{{service}}"), thresholds=UP,
-             defaults={"mappings": [{"type": "value", "options": {"0": {"text": "down", "color": "red"},
-                                                                  "1": {"text": "up", "color": "green"}}}]}),
+             defaults={"mappings": UP_MAPPINGS}),
         stat("Events ingested / s", "Events acknowledged by the broker, all kinds.",
              target(f"sum(rate(vigil_events_ingested_total{{{m}}}[5m]))", "events/s"), unit="ops"),
         stat("Rejected share", "Share of incoming events refused by ingest (422 and others), per kind.",
@@ -295,8 +295,7 @@ def health() -> dict:
         row("Services"),
         panel("state-timeline", "Services up", "Prometheus scrape status per service.",
               [target('up{job="vigil"}', "{{service}}")], w=24, h=5, thresholds=UP,
-              defaults={"mappings": [{"type": "value", "options": {"0": {"text": "down", "color": "red"},
-                                                                   "1": {"text": "up", "color": "green"}}}]}),
+              defaults={"mappings": UP_MAPPINGS}),
         ts("Consumer lag", "Records in each input log past what its consumer applied (drift, oversight, "
            "alerts). Growing lag: the workers fall behind (scale them out).",
            target("vigil:consumer_lag:sum", "{{service}} {{topic}}")),

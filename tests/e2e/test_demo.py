@@ -16,7 +16,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.prometheus_support import RULES, concrete, query_range, running_prometheus
+from tests.prometheus_support import RULES, concrete, panels_of, query_range, running_prometheus
 from tests.support import free_port
 
 # (model, kind, what it is about) the simulated fleet must raise: credit-risk's f03 drifts,
@@ -81,12 +81,7 @@ def _dashboard_queries() -> list[tuple[str, str, str]]:
     for path in sorted(DASHBOARDS.glob("*.json")):
         d = json.loads(path.read_text())
         values = {v["name"]: ".*" for v in d["templating"]["list"]} | {"__range": "1h", "__rate_interval": "1m"}
-
-        def walk(panels):
-            for p in panels:
-                yield p
-                yield from walk(p.get("panels") or [])
-        for p in walk(d["panels"]):
+        for p in panels_of(d["panels"]):
             for t in p.get("targets") or []:
                 out.append((d["uid"], p["title"], concrete(t["expr"], values)))
     return out

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from services.cli import build_parser
+from tests.prometheus_support import concrete, panels_of
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,12 +155,6 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
         out.append((word.upper(), rest.strip()))
         buf = ""
     return out
-
-
-def panels_of(panels: list[dict]):
-    for p in panels:
-        yield p
-        yield from panels_of(p.get("panels") or [])
 
 
 def exprs_of(dashboard: dict) -> list[str]:
@@ -450,8 +445,7 @@ def test_promtool_parses_every_dashboard_query(promtool, dashboard, tmp_path):
     values = {**GRAFANA_BUILTINS, **variables}
     rules = []
     for i, expr in enumerate(exprs_of(dashboard)):
-        concrete = re.sub(r"\$\{?(\w+)\}?", lambda m: values[m.group(1)], expr)
-        rules.append({"record": f"vigil_dashboard:query_{i}", "expr": concrete})
+        rules.append({"record": f"vigil_dashboard:query_{i}", "expr": concrete(expr, values)})
     path = tmp_path / "dashboard_queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     run_promtool(promtool, "check", "rules", str(path))
