@@ -105,8 +105,9 @@ GATES: dict[str, tuple[str, str]] = {
 # first, partial window of a stream) and many features raise false alarms. *Vigil's choice*;
 # `psi_p_value: 1` turns it off. A PSI reported without `psi_p_adjusted` is not gated.
 SOFT_GATES: dict[str, tuple[str, str]] = {"psi": ("psi_p_adjusted", "psi_p_value"),
-                                          # accuracy's fall must be significant too (binomial z-test;
-                                          # other metrics report no p-value and are not gated)
+                                          # accuracy's fall must be significant too (binomial z-test),
+                                          # and mae's and rmse's (z-test of the mean per-event loss);
+                                          # other metrics report no p-value and are not gated
                                           "degradation": ("degradation_p_value", "performance_p_value"),
                                           "concept_drift": ("concept_p_value", "performance_p_value")}
 CALIBRATED = ("psi", "ks_statistic", "js_distance")  # metrics reported with a `<metric>_percentile`

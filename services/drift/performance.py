@@ -11,10 +11,14 @@ gauge still moves):
   metric with the contract's tiers. For accuracy a one-sided binomial z-test against the
   baseline (a two-proportion test against a first-window baseline, itself a sample) gives
   ``degradation_p_value``, and the tier counts only below 0.05 (a soft gate like PSI's: 100
-  labels carry ±0.06 of noise, more than the 0.03 tier);
+  labels carry ±0.06 of noise, more than the 0.03 tier). For mae and rmse the same gate is a
+  one-sided z-test of the window's mean per-event loss (``|e|``, ``e**2``) against the
+  baseline's (`shared.stats.performance.worse_p_value`; against the first window's losses
+  when that is the baseline): an RMSE from 1,000 labels carries ~2 % relative noise, close to
+  the 0.03 tier;
 - `concept_drift` (the contract's rule): the primary metric's degradation from the mean of
   the last 4 judged windows > 0.05, gated for accuracy by a two-proportion z-test against
-  those windows' pooled counts. The evidence says whether the window's inputs drifted: a
+  those windows' pooled counts, for rmse by the loss z-test against their pooled losses. The evidence says whether the window's inputs drifted: a
   fall in performance with no data drift is concept drift (P(y | x) changed), one with data
   drift may be the drift itself;
 - `performance_trend`: the primary metric's least-squares trend over the last 7 judged
@@ -45,8 +49,8 @@ from shared.events import Finding, ModelSpec
 from shared.stats.canary import two_proportion_z
 from shared.stats.fairness import GroupCounts, gaps
 from shared.stats.online import ErrorDetector, calibrate_page_hinkley
-from shared.stats.performance import HIGHER_IS_BETTER, classification_metrics, degradation, primary_metric, \
-    regression_metrics
+from shared.stats.performance import HIGHER_IS_BETTER, LOSSES, classification_metrics, degradation, loss_moments, \
+    pool_moments, primary_metric, regression_metrics, worse_p_value
 from shared.stats.trend import trend
 from services.drift.evaluate import finding, when
 from services.drift.labels import MAX_CODES, LabelJoin, PerfWindow
@@ -70,6 +74,15 @@ def window_metrics(w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> dict[str, f
     positive = lj.classes.code(1 if spec.positive_label is None else spec.positive_label) \
         if spec.task == "binary_classification" else None
     return classification_metrics(_codes(lab["pred"]), _codes(lab["label"]), positive)
+
+
+def _losses(w: PerfWindow, spec: ModelSpec) -> dict[str, list[float]] | None:
+    """A regression window's per-event loss moments (`loss_moments`), what its gates test."""
+    if spec.task != "regression":
+        return None
+    lab = w.labelled
+    lab = lab[np.isfinite(lab["pred"])]
+    return loss_moments(lab["pred"], lab["label"]) if len(lab) else None
 
 
 def _accuracy_p(acc: float, n: int, baseline: float) -> float | None:
@@ -101,10 +114,13 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
     main = primary_metric(spec.task)
     base_source = "baseline_metrics"
     baseline = {k: v for k, v in spec.baseline_metrics.items() if k in metrics}
+    losses = _losses(w, spec)
     if not baseline:
         base_source = "first_window"
         baseline = extra.setdefault("baseline", dict(metrics))
         extra.setdefault("baseline_n", n)
+        if losses is not None:
+            extra.setdefault("baseline_losses", losses)
     gauges += [("performance_baseline", {"model_id": model_id, "metric": k}, v) for k, v in baseline.items()]
     common = {"labelled": n, "predictions": primary, "label_coverage": n / primary if primary else None,
               "inputs_drifted": sorted(drifted)}
@@ -120,6 +136,10 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
                                                         round((1 - baseline["accuracy"]) * nb), nb)[1]
         elif worst == "accuracy":
             m["degradation_p_value"] = _accuracy_p(metrics["accuracy"], n, baseline["accuracy"])
+        elif worst in LOSSES and losses is not None:
+            ref = extra["baseline_losses"][worst] if base_source == "first_window" \
+                else baseline[worst] ** (2 if worst == "rmse" else 1)
+            m["degradation_p_value"] = worse_p_value(losses[worst], ref)
         ev = {**common, "metric": worst, "degradations": degr, "baseline_source": base_source}
         if (f := make("performance_degradation", None, n, m, ev)) is not None:
             out.append(f)
@@ -133,6 +153,8 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
             errs = sum(round((1 - h[1]["accuracy"]) * h[2]) for h in previous)
             m["concept_p_value"] = two_proportion_z(round((1 - metrics["accuracy"]) * n), n,
                                                     errs, sum(h[2] for h in previous))[1]
+        elif main in LOSSES and losses is not None and all(len(h) > 3 for h in previous):
+            m["concept_p_value"] = worse_p_value(losses[main], pool_moments([h[3][main] for h in previous]))
         ev = {**common, "rule": f"mean of the last {policy.CONCEPT_DRIFT_WINDOWS} windows - current",
               "explanation": "performance fell while the inputs drifted: the data drift may explain it" if drifted
               else "performance fell while the inputs did not drift: the relation between inputs and "
@@ -140,7 +162,7 @@ def evaluate(model_id: str, w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> tu
         if (f := make("concept_drift", None, n, m, ev)) is not None:
             out.append(f)
 
-    history.append([w.start, metrics, n])
+    history.append([w.start, metrics, n] + ([losses] if losses is not None else []))
     del history[:-HISTORY]
     values = [h[1][main] for h in history[-policy.TREND_WINDOWS:] if main in h[1]]
     better = HIGHER_IS_BETTER[main]

@@ -156,3 +156,68 @@ def primary_metric(task: str) -> str:
     if task not in TASKS:
         raise ValueError(f"task={task!r}: unknown; valid: {', '.join(TASKS)}")
     return TASKS[task]
+
+
+LOSSES = {"mae": "absolute error", "rmse": "squared error"}  # each error metric's per-event loss
+
+
+def loss_moments(pred: np.ndarray, label: np.ndarray) -> dict[str, list[float]]:
+    """Per error metric, ``[n, mean, variance]`` of its per-event loss: ``|e|`` for mae, ``e**2``
+    for rmse (``rmse = sqrt(mean)``), ``e = pred - label``; the variance with ``ddof=1`` (0 at n=1).
+    What `worse_p_value` tests; mergeable with `pool_moments`.
+
+    >>> loss_moments(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 6.0]))
+    {'mae': [3.0, 1.0, 3.0], 'rmse': [3.0, 3.0, 27.0]}
+    """
+    pred, label = _pair(pred, label)
+    e = pred.astype(float) - label.astype(float)
+    ddof = 1 if e.size > 1 else 0
+    a, s = np.abs(e), e**2
+    return {"mae": [float(e.size), float(a.mean()), float(a.var(ddof=ddof))],
+            "rmse": [float(e.size), float(s.mean()), float(s.var(ddof=ddof))]}
+
+
+def pool_moments(parts: list[list[float]]) -> list[float]:
+    """``[n, mean, variance]`` of the union of samples given by their own ``[n, mean, variance]``
+    (ddof=1), as if computed on the concatenation.
+
+    >>> x = np.array([1.0, 2.0, 4.0, 8.0, 9.0])
+    >>> pool_moments([[2, x[:2].mean(), x[:2].var(ddof=1)], [3, x[2:].mean(), x[2:].var(ddof=1)]])
+    [5.0, 4.8, 12.7]
+    >>> round(float(x.var(ddof=1)), 6)
+    12.7
+    """
+    n = float(sum(p[0] for p in parts))
+    if n == 0:
+        return [0.0, 0.0, 0.0]
+    mean = sum(p[0] * p[1] for p in parts) / n
+    ss = sum((p[0] - 1) * p[2] + p[0] * (p[1] - mean) ** 2 for p in parts)
+    return [n, round(float(mean), 12), round(float(ss) / (n - 1), 12) if n > 1 else 0.0]
+
+
+def worse_p_value(window: list[float], reference: float | list[float]) -> float | None:
+    """One-sided p-value of H1 "the window's mean loss is above the reference's".
+
+    `window` is ``[n, mean, variance]`` of the per-event losses (`loss_moments`); `reference`
+    a known mean loss (a spec's ``baseline_metrics``: ``mae``, or ``rmse**2``) or another sample's
+    ``[n, mean, variance]`` (a first-window baseline, the previous windows pooled). Large-sample
+    z-test, ``z = (mean - ref) / sqrt(var / n [+ ref_var / ref_n])``, ``p = P(Z >= z)`` — the
+    losses need not be normal, only n large (Vigil judges a window from 100 labels). ``None``
+    when either side has no variance to test with.
+
+    >>> round(worse_p_value([400, 1.1, 1.0], 1.0), 4)  # z = 0.1 / 0.05 = 2
+    0.0228
+    >>> round(worse_p_value([400, 1.1, 1.0], [400, 1.0, 1.0]), 4)  # z = 0.1 / sqrt(0.005)
+    0.0786
+    """
+    from scipy.stats import norm
+    n, mean, var = window
+    se2 = var / n if n > 0 else 0.0
+    if isinstance(reference, (int, float)):
+        ref = float(reference)
+    else:
+        rn, ref, rvar = reference
+        se2 += rvar / rn if rn > 0 else 0.0
+    if se2 <= 0 or not np.isfinite(se2):
+        return None
+    return float(norm.sf((mean - ref) / np.sqrt(se2)))

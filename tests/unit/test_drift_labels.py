@@ -344,6 +344,18 @@ def test_regression_degradation_is_relative_to_the_baseline_rmse():
     assert worst == pytest.approx(1.0, abs=0.15)  # rmse 2 against a baseline of 1: 100% worse
 
 
+def test_regression_degradation_is_gated_by_the_loss_z_test():
+    """A stable regression at 300 labels a window: some windows' rmse is > 3 % above the baseline
+    by noise alone, and none is flagged; the doubled error of the reference run is, with its p-value."""
+    preds, labels = regression_series(sd=(1,) * 12, n=300, seed=5)
+    found, state = run(make_model(task="regression", baseline_metrics={"rmse": 1.0}), interleave(preds, labels))
+    history = state.join("m").extra["history"]
+    assert max(h[1]["rmse"] for h in history) > 1.03  # noise the tier alone would have flagged
+    assert not [f for f in found.values() if f["kind"] in ("performance_degradation", "concept_drift")]
+    flagged = of_kind(REFERENCES["regression"], "performance_degradation")
+    assert flagged and all(f["metrics"]["degradation_p_value"] < 0.05 for f in flagged)
+
+
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
