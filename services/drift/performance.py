@@ -31,8 +31,9 @@ gauge still moves):
 
 Online detection: the errors of the labelled primary predictions, in labels-log order, feed a
 river detector (ADWIN on 0/1 errors; PageHinkley on absolute residuals, its threshold
-calibrated on the first `CALIBRATION` residuals): an upward change is a `concept_drift`
-finding at the detection's event time, before the window closes.
+calibrated on the first `CALIBRATION` residuals for 5 % false alarms per `PH_HORIZON`): an
+upward change is a `concept_drift` finding at the detection's event time, before the window
+closes.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ from services.drift.labels import MAX_CODES, LabelJoin, PerfWindow
 
 HISTORY = max(policy.TREND_WINDOWS, policy.CONCEPT_DRIFT_WINDOWS + 1)
 CALIBRATION = 2_000  # absolute residuals before PageHinkley's threshold is calibrated
+# PageHinkley's false-alarm bound: 5 % per 1,000,000 stationary residuals (*Vigil's choice*; per
+# 10,000, a model labelling 100 events a second would page every 30 minutes)
+PH_HORIZON = 1_000_000
 
 
 def _codes(x: np.ndarray) -> np.ndarray:
@@ -231,7 +235,7 @@ def detect(lj: LabelJoin, spec: ModelSpec) -> list[Any]:
             values, times = values[take:], times[take:]
             if len(sample) < CALIBRATION:
                 return []
-            cal = calibrate_page_hinkley(np.array(sample))
+            cal = calibrate_page_hinkley(np.array(sample), horizon=PH_HORIZON)
             extra["detector"] = ErrorDetector.from_calibration(cal).to_dict()
             extra["calibrated"] = {k: v for k, v in cal.items() if isinstance(v, (int, float))}
             del extra["calibration"]

@@ -145,6 +145,19 @@ def test_calibrated_threshold_holds_its_false_alarm_rate_on_fresh_stretches(cal,
     assert 0.01 <= np.concatenate(alarms).mean() <= 0.085
 
 
+def test_a_horizon_extrapolates_the_threshold_to_longer_stretches_conservatively(cal, sample):
+    """The Gumbel extrapolation to 100,000-event stretches against their direct simulation: the
+    threshold within a few percent of the simulated 95 % quantile and not below 90 % of it; the
+    simulated false-alarm rate at the extrapolated threshold at most the 5 % asked for (+ noise)."""
+    long = calibrate_page_hinkley(sample, horizon=100_000)
+    assert long["threshold"] > cal["threshold"] and long["horizon"] == 100_000
+    draws = sample[np.random.default_rng(14).integers(0, sample.size, (100_000, 100))] / cal["scale"]
+    peak = page_hinkley_statistic(draws, cal["delta"], cal["alpha"])[cal["min_instances"] - 1:].max(axis=0)
+    assert 0.9 * np.quantile(peak, 0.95) <= long["threshold"] <= 1.15 * np.quantile(peak, 0.95)
+    assert (peak > long["threshold"]).mean() <= 0.1
+    assert calibrate_page_hinkley(sample, horizon=5_000)["threshold"] == cal["threshold"]  # shorter: unchanged
+
+
 def test_page_hinkley_does_not_report_a_drop_in_residuals_that_two_sided_river_detects(cal):
     res = residuals(np.random.default_rng(4), [(2.0, 3000), (1.0, 3000)])
     both, river_found = PageHinkley(delta=cal["delta"], threshold=cal["threshold"], alpha=cal["alpha"]), 0
