@@ -15,8 +15,8 @@ makes the predictions: a `river.tree.HoeffdingTreeClassifier` trained on 5,000 e
 pre-drift concept (another seed of the same generator), then frozen; its accuracy on 5,000
 more of them is the spec's `baseline_metrics`. Prediction events carry the stream's x as
 features, one event a second from a window-aligned start; each label comes 10 s after its
-prediction. They go through the drift worker's pure state (`services.drift.state.DriftState`)
-as the worker applies them: the worker's event checks, batches of 500 predictions, after each
+prediction. They go through the drift worker's pure state as `vigil evaluate` replays them
+(`services.evaluate.replay`): the worker's event checks, batches of 500 predictions, after each
 the labels whose time has come (time order), a ModelSpec of binary_classification,
 window_seconds 900 (a window is 900 events), label_wait_seconds 300.
 
@@ -45,9 +45,8 @@ import random
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -56,12 +55,10 @@ from river.datasets import synth
 from rich.console import Console
 from rich.table import Table
 
-from shared.events import ModelSpec, event_time
+from shared.events import ModelSpec
 from shared.settings import Settings
 from shared.stats.online import ADWIN_DELTA, ErrorDetector
-from services.drift.labels import check_label
-from services.drift.state import DriftState, window_config
-from services.drift.windows import check_event
+from services import evaluate
 
 console = Console(width=max(120, shutil.get_terminal_size().columns))  # the table is ~110 wide
 WINDOW = 900  # seconds, and events: one event a second
@@ -69,7 +66,6 @@ T0 = 1_700_000_000 // WINDOW * WINDOW + WINDOW  # window-aligned start
 LABEL_DELAY = 10  # seconds from a prediction to its label
 BATCH = 500  # predictions per batch, as a consumer poll would hand them over
 TRAIN = 5_000  # pre-drift events the model learns from; as many again measure its baseline accuracy
-SAMPLE_SIZE = 12_000  # the worker's default window sample
 MODEL = "concept-bench"
 
 STREAMS: dict[str, tuple[Callable[[int], Any], Callable[[int], Any]]] = {
@@ -137,47 +133,19 @@ def replay(name: str, seed: int, model, length: int, position: int, width: int) 
     return preds, labels, errors
 
 
-def batches(preds: list[dict], labels: list[dict]) -> Iterable[tuple[str, list[dict]]]:
-    """Predictions in batches of BATCH; after each, the labels whose time it has reached."""
-    li = 0
-    for a in range(0, len(preds), BATCH):
-        chunk = preds[a:a + BATCH]
-        yield "p", chunk
-        wm = chunk[-1]["timestamp"]
-        lj = li
-        while lj < len(labels) and labels[lj]["timestamp"] <= wm:
-            lj += 1
-        if lj > li:
-            yield "l", labels[li:lj]
-            li = lj
-    if li < len(labels):
-        yield "l", labels[li:]
-
-
 def vigil(preds: list[dict], labels: list[dict], baseline: float,
           settings: Settings) -> dict[str, list[tuple[int, int]]]:
-    """The events through the drift worker's state: per detector, (detection index, index of
-    the last prediction applied when the finding came out)."""
+    """The events through the drift worker's state (`services.evaluate.replay`): per detector,
+    (detection index, index of the last prediction applied when the finding came out)."""
     spec = ModelSpec(task="binary_classification", window_seconds=WINDOW, label_wait_seconds=300,
                      baseline_metrics={"accuracy": round(baseline, 4)})
-    model = SimpleNamespace(spec=spec, base=None, cfg=window_config(spec, None, SAMPLE_SIZE))
-    state, now = DriftState(), -1
-    out: dict[str, list[tuple[int, int]]] = {"vigil_online": [], "vigil_concept": [], "vigil_degradation": []}
-    for topic, events in batches(preds, labels):
-        if topic == "p":
-            assert all(check_event(e) is None for e in events)
-            applied = state.predictions(MODEL, model, events, settings)
-            now = int(events[-1]["timestamp"] - T0)
-        else:
-            assert all(not isinstance(check_label(e, MODEL, False), str) for e in events)
-            applied = state.labels(MODEL, model, events, settings)
-        for f in applied.findings:
-            if f.kind == "concept_drift" and f.evidence.get("detector") == "adwin":
-                out["vigil_online"].append((int(event_time(f.metrics["detected_at"]) - T0), now))
-            elif f.kind == "concept_drift":
-                out["vigil_concept"].append((int(f.window_end.timestamp() - T0), now))
-            elif f.kind == "performance_degradation":
-                out["vigil_degradation"].append((int(f.window_end.timestamp() - T0), now))
+    traffic = evaluate.Traffic(preds, labels, spec, None, float(T0), float(preds[-1]["timestamp"]), batch=BATCH)
+    keys = {"concept_drift (online)": "vigil_online", "concept_drift (window)": "vigil_concept",
+            "performance_degradation": "vigil_degradation"}
+    out: dict[str, list[tuple[int, int]]] = {k: [] for k in keys.values()}
+    for d in evaluate.replay(traffic, settings):
+        if d.detector in keys and d.reported <= traffic.end:  # not those the closing event brings
+            out[keys[d.detector]].append((int(d.at - T0), int(d.reported - T0)))
     return {k: sorted(v) for k, v in out.items()}
 
 

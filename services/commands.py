@@ -169,6 +169,11 @@ def cmd_report(args) -> int:
     return run_report(args)
 
 
+def cmd_evaluate(args) -> int:
+    from services.evaluate import cmd_evaluate as run
+    return run(args)
+
+
 def cmd_replay(args) -> int:
     from services.replay import run
     return run(args)
