@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="embedded broker when VIGIL_KAFKA_BOOTSTRAP is unset (default: VIGIL_EMBEDDED_BROKER)")
 
     demo = sub.add_parser("demo", help="`up` plus a simulated fleet of model servers")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    demo.add_argument("--duration", type=float, default=90.0, help="seconds of traffic (default 90)")
     demo.add_argument("--speed", type=float, default=None,
                       help="event-time speed-up (default: nine days of event time in --duration)")
     demo.add_argument("--rate", type=float, default=2_000.0, help="predictions per wall-clock second")
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     from services.alerts_cli import add_parser as add_alerts, add_report_parser
     add_alerts(sub)
     add_report_parser(sub)
+    from services.evaluate import add_parser as add_evaluate
+    add_evaluate(sub)
 
     return p
 
