@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -13,6 +14,11 @@ from collections.abc import Iterator
 import orjson
 
 from shared.settings import Settings
+
+
+# The kill -9 and scale-out tests run on Apache Kafka; on Tansu too with VIGIL_FAULT_TESTS_ON_TANSU=1
+# (they pass there as well; CI keeps them out to stay within its time budget: Tansu has its smoke suite).
+FAULT_BROKERS = ["kafka", "tansu"] if os.environ.get("VIGIL_FAULT_TESTS_ON_TANSU") else ["kafka"]
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 from shared.kafka import TOPICS
 from tests.integration.drift_support import (checkpoint_offsets, expected_findings, group, labels_of, produce,
                                              register, start_worker, wait_for, window_events)
-from tests.support import events_of, free_port, model_id, read_records
+from tests.support import FAULT_BROKERS, events_of, free_port, model_id, read_records
 
 
 def _partition(model: str, partitions: int = 8) -> int:
@@ -114,13 +114,13 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int, with_
     assert by_id == expected
 
 
-@pytest.mark.parametrize("broker_kind", ["kafka", "tansu"])
+@pytest.mark.parametrize("broker_kind", FAULT_BROKERS)
 def test_kill_9_mid_window_then_restart_gives_the_findings_of_an_uninterrupted_run(broker_kind, request, redis_url, tmp_path):
     broker = request.getfixturevalue({"kafka": "apache_kafka", "tansu": "tansu"}[broker_kind])
     _run_kill_test(broker, redis_url, tmp_path, workers=1, models=1)
 
 
-@pytest.mark.parametrize("broker_kind", ["kafka", "tansu"])
+@pytest.mark.parametrize("broker_kind", FAULT_BROKERS)
 def test_two_workers_equal_one_and_the_survivor_takes_over_exactly(broker_kind, request, redis_url, tmp_path):
     broker = request.getfixturevalue({"kafka": "apache_kafka", "tansu": "tansu"}[broker_kind])
     _run_kill_test(broker, redis_url, tmp_path, workers=2, models=4)

@@ -14,7 +14,7 @@ import pytest
 from shared.kafka import TOPICS
 from tests.integration import oversight_support as os_
 from tests.integration.drift_support import wait_for
-from tests.support import events_of, free_port, model_id, read_records
+from tests.support import FAULT_BROKERS, events_of, free_port, model_id, read_records
 
 SLA = {"accuracy": 0.9, "latency_p95_ms": 120.0, "latency_p99_ms": 1000.0, "min_samples": 100, "period_days": 3}
 
@@ -105,14 +105,14 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int) -> No
     assert by_id == expected
 
 
-@pytest.mark.parametrize("broker_kind", ["kafka", "tansu"])
+@pytest.mark.parametrize("broker_kind", FAULT_BROKERS)
 def test_kill_9_mid_stream_then_restart_gives_the_findings_of_an_uninterrupted_run(broker_kind, request, redis_url,
                                                                                    tmp_path):
     broker = request.getfixturevalue({"kafka": "apache_kafka", "tansu": "tansu"}[broker_kind])
     _run_kill_test(broker, redis_url, tmp_path, workers=1, models=1)
 
 
-@pytest.mark.parametrize("broker_kind", ["kafka", "tansu"])
+@pytest.mark.parametrize("broker_kind", FAULT_BROKERS)
 def test_two_workers_equal_one_and_the_survivor_takes_over_exactly(broker_kind, request, redis_url, tmp_path):
     broker = request.getfixturevalue({"kafka": "apache_kafka", "tansu": "tansu"}[broker_kind])
     _run_kill_test(broker, redis_url, tmp_path, workers=2, models=3)
