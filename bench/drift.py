@@ -12,6 +12,16 @@ the reference's null distributions, about 1 s) to the poll that sees them all / 
 between; the worker's CPU time over the same span is reported. (Following its checkpoints,
 as this did before, counted the idle time to the next periodic save once saves stopped
 coming with every window close.)
+In the same run, before the broker, two references on windows of the same shape
+(`--pure-windows` of them, the first two a warm-up):
+
+- the worker's path without a broker: the same records, decoded, checked and applied by
+  `DriftWorker.handle` in process (what the worker does per fetch, minus Kafka and Redis) —
+  the ceiling the broker run is measured against;
+- the NumPy floor of the same statistics: `WindowState.update` on ready-made columns in
+  batches of 1,000 (hash_ids included) plus `evaluate` per window — what no decoding, no
+  event check and no per-event Python would cost, in microseconds per event.
+
 Target: at least 50,000 events/s. Results go to bench/results/drift.json.
 """
 
@@ -36,6 +46,7 @@ from tests.integration import drift_support as ds
 console = Console()
 TARGET = 50_000
 RECORD = 1_000
+FETCH_RECORDS = 8  # records per fetch handed to the worker in process (~1 MiB, as the consumer's)
 
 
 def events_counted(url: str, topic: str = "vigil.predictions") -> int:
@@ -50,12 +61,76 @@ def events_counted(url: str, topic: str = "vigil.predictions") -> int:
     return 0
 
 
+def without_broker(model: str, spec_json: dict, ref_json: dict, windows: int, window_events: int,
+                   rng: np.random.Generator, redis_url: str) -> dict:
+    """Events/s of `DriftWorker.handle` in process on records of RECORD events (its per-window
+    history written to the real Redis at `redis_url`, as the worker's is), and the NumPy floor of
+    the same statistics, both over windows 2.. (0 and 1 warm the caches up)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import redis.asyncio as aioredis
+
+    from bench.labels import Feed
+    from bench.stats import update_in_batches
+    from services import stream
+    from services.drift.app import TOPIC, DriftWorker, Registry
+    from shared import kafka
+    from shared.history import History
+    from shared.stats.baseline import Baseline
+    from shared.stats.window import WindowLayout, evaluate
+
+    settings = Settings()
+    worker = DriftWorker(settings)
+    worker.registry = Registry(None, worker.window_sample, Feed(spec_json, ref_json, model))
+    part = stream.Part(worker.new_state())
+    base = Baseline.from_profile(ref_json)
+    layout = WindowLayout.of(base, worker.window_sample)
+    names = list(ds.FEATURES)
+
+    async def run() -> dict:
+        client = aioredis.from_url(redis_url)
+        worker.history = History(client, "drift", settings.findings_retention_days * 86400)
+        path_s = floor_s = 0.0
+        measured = offset = 0
+        try:
+            for w in range(windows + 1):
+                events = ds.window_events(model, w, window_events if w < windows else 10, rng,
+                                          shift={"f05": 1.0} if w % 2 else None)
+                records = []
+                for key, value in kafka.pack_records(events, RECORD):
+                    records.append(SimpleNamespace(topic=TOPIC, key=key, value=value, offset=offset))
+                    offset += 1
+                x = np.array([[e["features"][f] for e in events] for f in names])
+                ids = [e["event_id"] for e in events]
+                t = time.perf_counter()
+                for i in range(0, len(records), FETCH_RECORDS):
+                    await worker.handle(part, TOPIC, records[i:i + FETCH_RECORDS])
+                spent = time.perf_counter() - t
+                t = time.perf_counter()
+                evaluate(update_in_batches(layout, ids, names, x), base)
+                floor = time.perf_counter() - t
+                if 2 <= w < windows:
+                    path_s, floor_s, measured = path_s + spent, floor_s + floor, measured + len(events)
+        finally:
+            await client.aclose()
+        return {"windows": windows - 2, "events": measured, "path_events_per_s": measured / path_s,
+                "path_us_per_event": path_s / measured * 1e6, "floor_events_per_s": measured / floor_s,
+                "floor_us_per_event": floor_s / measured * 1e6}
+
+    return asyncio.run(run())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
     ap.add_argument("--events", type=int, default=300_000)
     ap.add_argument("--window-events", type=int, default=30_000)
+    ap.add_argument("--pure-windows", type=int, default=6, help="windows of the in-process references (>= 3)")
     args = ap.parse_args(argv)
+    if args.pure_windows < 3:
+        ap.error("--pure-windows: must be >= 3 (the first two warm up)")
+
     workdir = scratch("vigil-bench-drift-")
     worker = None
     rng = np.random.default_rng(0)
@@ -65,6 +140,12 @@ def main(argv=None) -> int:
         with console.status(f"starting {args.broker} and redis"):
             stack.start()
         bootstrap, redis_url = stack.kafka_bootstrap, stack.redis_url
+        with console.status("the worker's path without a broker, and the NumPy floor"):
+            pure_rng = np.random.default_rng(1)
+            pure = without_broker("bench-drift-pure", ds.spec(), ds.reference(pure_rng), args.pure_windows,
+                                  args.window_events, pure_rng, redis_url)
+        console.print(f"without a broker: {pure['path_events_per_s']:,.0f} events/s ({pure['path_us_per_event']:.2f} "
+                      f"µs an event); NumPy floor of the same statistics {pure['floor_us_per_event']:.2f} µs an event")
         model = "bench-drift"
         ds.register(redis_url, model, rng)
         windows = -(-args.events // args.window_events)
@@ -91,9 +172,12 @@ def main(argv=None) -> int:
         result = {"broker": args.broker, "events": total, "features": len(ds.FEATURES), "record_events": RECORD,
                   "window_events": args.window_events, "measured_events": done, "seconds": t1 - t0,
                   "events_per_s": rate, "worker_cpu_cores": (cpu1 - cpu0) / (t1 - t0), "target": TARGET,
-                  "cores": os.cpu_count()}
+                  "us_per_event": 1e6 / rate, "without_broker": pure, "cores": os.cpu_count()}
         console.print(f"[bold]one drift worker: {rate:,.0f} events/s[/bold] ({done:,} events in {t1 - t0:.1f} s, "
-                      f"worker CPU {result['worker_cpu_cores']:.2f} cores; target {TARGET:,})")
+                      f"{1e6 / rate:.2f} µs an event, worker CPU {result['worker_cpu_cores']:.2f} cores; "
+                      f"{rate / pure['path_events_per_s']:.0%} of the path without a broker, "
+                      f"{pure['floor_us_per_event'] * rate / 1e6:.0%} of it is the statistics' floor; "
+                      f"target {TARGET:,})")
         save_result("drift", result)
     finally:
         if worker is not None and worker.poll() is None:

@@ -114,11 +114,11 @@ def _fetches(values: list[bytes]) -> list[list[SimpleNamespace]]:
     return out + [group] if group else out
 
 
-class _Feed:
+class Feed:
     """The models feed as a caught-up worker sees it: this one model."""
 
-    def __init__(self, spec: dict, ref: dict):
-        self.known, self.versions = {MODEL: (spec, ref)}, {MODEL: 1}
+    def __init__(self, spec: dict, ref: dict, model_id: str = MODEL):
+        self.known, self.versions = {model_id: (spec, ref)}, {model_id: 1}
 
     def model(self, model_id: str):
         return self.known.get(model_id)
@@ -233,7 +233,7 @@ def pure(args, rng: np.random.Generator, profile: bool) -> tuple[dict, bytes]:
     console.log(f"pure: add_labels {join_rate:,.0f} labels/s ({joined})")
 
     worker = DriftWorker(settings)
-    worker.registry = Registry(None, worker.window_sample, _Feed(spec_json, ref_json))
+    worker.registry = Registry(None, worker.window_sample, Feed(spec_json, ref_json))
     part = stream.Part(copies[0])
     with console.status(f"pure: {len(sel):,} labels through DriftWorker.handle"):
         asyncio.run(_handle(worker, part, [clock_record]))
