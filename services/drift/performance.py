@@ -73,7 +73,7 @@ def window_metrics(w: PerfWindow, spec: ModelSpec, lj: LabelJoin) -> dict[str, f
     if not len(lab):
         return {}
     if spec.task == "regression":
-        lab = lab[np.isfinite(lab["pred"])]  # a prediction that is no number has no error
+        lab = _scored(lab)
         return regression_metrics(lab["pred"], lab["label"]) if len(lab) else {}
     positive = lj.classes.code(1 if spec.positive_label is None else spec.positive_label) \
         if spec.task == "binary_classification" else None
@@ -84,9 +84,13 @@ def _losses(w: PerfWindow, spec: ModelSpec) -> dict[str, list[float]] | None:
     """A regression window's per-event loss moments (`loss_moments`), what its gates test."""
     if spec.task != "regression":
         return None
-    lab = w.labelled
-    lab = lab[np.isfinite(lab["pred"])]
+    lab = _scored(w.labelled)
     return loss_moments(lab["pred"], lab["label"]) if len(lab) else None
+
+
+def _scored(lab: np.ndarray) -> np.ndarray:
+    """A regression window's labelled rows whose prediction is a number (the others have no error)."""
+    return lab[np.isfinite(lab["pred"])]
 
 
 def _accuracy_p(acc: float, n: int, baseline: float) -> float | None:

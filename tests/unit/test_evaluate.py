@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from services import evaluate as ev
@@ -92,7 +93,7 @@ def test_a_history_file_gives_the_answer_of_the_scenario_it_was_written_from(tmp
             for e in events:
                 f.write(json.dumps({"kind": kind, **e}) + "\n")
     (tmp_path / "spec.json").write_text(t.spec.model_dump_json())
-    rng_cols = ev.reference_columns(ev.SCENARIOS["feature-shift"], __import__("numpy").random.default_rng(0))
+    rng_cols = ev.reference_columns(ev.SCENARIOS["feature-shift"], np.random.default_rng(0))
     (tmp_path / "reference.json").write_text(json.dumps(rng_cols))
     onset = ev.T0 + 3 * DAY
     (tmp_path / "incidents.json").write_text(json.dumps([{"start": onset, "detectors": ["data_drift"],
