@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator
 
 # Bounds on input sizes. Names here, not magic numbers elsewhere.
@@ -188,9 +190,13 @@ def event_time(v: Any) -> float:
     Traceback (most recent call last):
     ...
     ValueError: timestamp='1970-01-01T00:01:00': must carry a UTC offset
+    >>> event_time(1e30)
+    Traceback (most recent call last):
+    ...
+    ValueError: timestamp=1e+30: must be in the years 1 to 9999
     """
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        t = float(v)
+        t = as_float(v)
     elif isinstance(v, str):
         d = datetime.fromisoformat(v)
         if d.tzinfo is None:
@@ -198,9 +204,71 @@ def event_time(v: Any) -> float:
         t = d.timestamp()
     else:
         raise ValueError(f"timestamp={v!r}: must be RFC 3339 with offset or epoch seconds")
-    if not math.isfinite(t):
-        raise ValueError(f"timestamp={v!r}: must be finite")
+    if not MIN_TIME <= t < MAX_TIME:
+        raise ValueError(f"timestamp={v!r}: must be in the years 1 to 9999")
     return t
+
+
+MIN_TIME, MAX_TIME = -62_135_596_800.0, 253_402_300_800.0  # 0001-01-01, 10000-01-01: pydantic's datetimes
+
+
+def as_float(v: Any) -> float | None:
+    """A JSON number as a float (an integer beyond a float's range: ±inf); None for anything
+    else (null, bool, string...).
+
+    >>> as_float(3), as_float(-10**400), as_float(True), as_float("1")
+    (3.0, -inf, None, None)
+    """
+    if type(v) is float:
+        return v
+    if type(v) is not int:
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
+
+
+def latency_error(v: Any) -> str | None:
+    """Why an event's `latency_ms` cannot be counted (None when absent or a finite number >= 0).
+
+    >>> latency_error(12), latency_error(-1), latency_error(10**400)
+    (None, 'latency_ms=-1: must be a number >= 0', 'latency_ms=1000...0: must be a number >= 0')
+    """
+    if v is None or (type(v) in (int, float) and 0 <= (f := as_float(v)) < math.inf):
+        return None
+    text = repr(v)
+    return f"latency_ms={text if len(text) <= 24 else text[:4] + '...' + text[-1:]}: must be a number >= 0"
+
+
+NUMBER_OR_NULL = frozenset((float, int, type(None)))
+
+
+def floats(values: list) -> np.ndarray:
+    """JSON values as a float array: numbers as `as_float`; null, strings and other types as NaN.
+
+    >>> floats([1, None, "x", 2.5, 10**400]).tolist()
+    [1.0, nan, nan, 2.5, inf]
+    """
+    try:
+        if set(map(type, values)) <= NUMBER_OR_NULL:
+            return np.array(values, dtype=float)
+    except OverflowError:
+        pass
+    return np.array([math.nan if (f := as_float(v)) is None else f for v in values], dtype=float)
+
+
+def confidence(e: Mapping[str, Any]) -> float | None:
+    """A prediction event's confidence: `confidence`, else its highest class probability; None
+    when neither is a number.
+
+    >>> confidence({"probabilities": {"a": 0.2, "b": 0.7, "c": "?"}}), confidence({"confidence": "high"})
+    (0.7, None)
+    """
+    c = e.get("confidence")
+    if c is None and isinstance(p := e.get("probabilities"), dict) and p:
+        c = max((f for v in p.values() if (f := as_float(v)) is not None), default=None)
+    return as_float(c)
 
 
 def finding_id(model_id: str, kind: str, key: str | None, window_start: int) -> str:

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from shared import kafka
 from shared import metrics as m
-from shared.events import ModelSpec, ReferenceColumn
+from shared.events import ModelSpec, ReferenceColumn, event_time
 from shared.history import History
 from shared.settings import Settings
 from shared.stats.baseline import Baseline
@@ -31,7 +31,7 @@ from services import stream
 from services.models_feed import ModelsFeed
 from services.drift.labels import check_label
 from services.drift.state import Applied, DriftState, window_config
-from services.drift.windows import WindowConfig, check_event
+from services.drift.windows import WindowConfig, check_event, countable
 
 TOPIC = kafka.TOPICS["predictions"]
 LABELS = kafka.TOPICS["labels"]
@@ -119,10 +119,11 @@ class DriftWorker(stream.StreamWorker):
     async def teardown(self) -> None:
         await self.feed.stop()
 
-    async def _by_model(self, records, check) -> dict[str, tuple[list[dict], list]]:
+    async def _by_model(self, records, check, check_all=None) -> dict[str, tuple[list[dict], list]]:
         """A batch's valid events per model (record key) with what `check(event, model_id, model)`
         returned for each (an error str sends the event to the dead letters instead); bad records
-        to the dead letters."""
+        to the dead letters. `check_all(events, model_id)`: the values of a whole record at once
+        when all its events pass (None: check each)."""
         by_model: dict[str, tuple[list[dict], list]] = {}
         for r, model_id, events in self.keyed(records):
             model = await self.registry.get(model_id) if model_id else None
@@ -131,6 +132,10 @@ class DriftWorker(stream.StreamWorker):
                                               "(records must be keyed by model_id)")
                 continue
             good, values = by_model.setdefault(model_id, ([], []))
+            if check_all is not None and (all_values := check_all(events, model_id)) is not None:
+                good.extend(events)
+                values.extend(all_values)
+                continue
             for i, e in enumerate(events):
                 if type(v := check(e, model_id, model)) is str:
                     self.dead(r, "invalid", f"event {i}: {v}", kafka.dumps(e))
@@ -150,9 +155,9 @@ class DriftWorker(stream.StreamWorker):
                 model = await self.registry.get(model_id)
                 found.extend(await self._apply(state.labels(model_id, model, events, self.settings, ts)))
             return found
-        for model_id, (events, _) in (await self._by_model(records, _check_prediction)).items():
+        for model_id, (events, ts) in (await self._by_model(records, _check_prediction, countable)).items():
             model = await self.registry.get(model_id)
-            found.extend(await self._apply(state.predictions(model_id, model, events, self.settings)))
+            found.extend(await self._apply(state.predictions(model_id, model, events, self.settings, ts)))
         return found
 
     async def _apply(self, out: Applied) -> list[dict]:
@@ -179,11 +184,12 @@ class DriftWorker(stream.StreamWorker):
         return [f.model_dump(mode="json") for f in out.findings]
 
 
-def _check_prediction(e, model_id: str, model: Model) -> str | None:
+def _check_prediction(e, model_id: str, model: Model) -> str | float:
+    """The event's time, or why it cannot be counted."""
     err = check_event(e)
     if err is None and e.get("model_id") != model_id:
         err = f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
-    return err
+    return event_time(e["timestamp"]) if err is None else err
 
 
 def _check_label(e, model_id: str, model: Model) -> str | float:

@@ -61,6 +61,7 @@ Joined(matched=2, late=0, duplicate=1, unmatched=0, buffered=1)
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,7 +97,10 @@ def canonical(v: Any) -> str:
     if v is True or v is False:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer beyond a float's range: itself
+            return str(v)
         return str(int(f)) if f.is_integer() and abs(f) < 2 ** 53 else repr(f)
     return "s:" + str(v)
 
@@ -145,7 +149,10 @@ class Segments(Codes):
     """Segment maps (name -> value) -> codes; None (no segment) -> -1."""
 
     def key(self, v: Any) -> str:
-        return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+        try:
+            return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+        except TypeError:  # an integer beyond 64 bits
+            return json.dumps(v, sort_keys=True, separators=(",", ":"))
 
     def code(self, v: Any) -> int:
         return -1 if not v else super().code(v)

@@ -67,10 +67,10 @@ class QualityLayout:
 def _numeric_codes(values: list, lo: float, hi: float) -> np.ndarray:
     types = set(map(type, values))
     if types <= {float, int, type(None)}:  # fast path: numbers and nulls
-        x = np.array(values, dtype=float)
-        codes = np.where(np.isnan(x), NULL, OK).astype(np.int8)
-        codes[(x < lo) | (x > hi)] = OUT_OF_RANGE
-        return codes
+        try:
+            return _range_codes(np.array(values, dtype=float), lo, hi)
+        except OverflowError:  # an integer beyond a float's range: the loop below compares it exactly
+            pass
     out = np.empty(len(values), dtype=np.int8)
     for i, v in enumerate(values):
         if v is _ABSENT:
@@ -82,6 +82,13 @@ def _numeric_codes(values: list, lo: float, hi: float) -> np.ndarray:
         else:
             out[i] = OUT_OF_RANGE if (v < lo or v > hi) else OK
     return out
+
+
+def _range_codes(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Codes of numbers present, null as NaN."""
+    codes = np.where(np.isnan(x), NULL, OK).astype(np.int8)
+    codes[(x < lo) | (x > hi)] = OUT_OF_RANGE
+    return codes
 
 
 def _categorical_codes(values: list, kind: str, cats: tuple[str, ...] | None) -> np.ndarray:
@@ -101,10 +108,15 @@ def _categorical_codes(values: list, kind: str, cats: tuple[str, ...] | None) ->
     return out
 
 
-def statuses(layout: QualityLayout, features: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Status code of every schema feature of every event: int8 (len(names), m)."""
+def statuses(layout: QualityLayout, features: Sequence[Mapping[str, Any]],
+             present: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Status code of every schema feature of every event: int8 (len(names), m). `present`:
+    numeric features already read as floats (NaN: null) where every event has them."""
     out = np.empty((len(layout.names), len(features)), dtype=np.int8)
     for j, name in enumerate(layout.names):
+        if present and name in present and layout.types[j] == "numeric":
+            out[j] = _range_codes(present[name], layout.mins[j], layout.maxs[j])
+            continue
         values = [f.get(name, _ABSENT) for f in features]
         if layout.types[j] == "numeric":
             out[j] = _numeric_codes(values, layout.mins[j], layout.maxs[j])
@@ -133,10 +145,7 @@ class QualityState:
             self.counts[j] += np.bincount(codes[j], minlength=len(CODES))
         known = set(self.layout.names)
         if known:
-            seen: set[str] = set()
-            for f in features:
-                seen.update(f.keys())
-            extra = seen - known
+            extra = set().union(*features) - known
             if extra:
                 for f in features:
                     for name in f.keys() - known:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.events import Finding, ModelSpec, event_time
+from shared.events import Finding, ModelSpec, event_time, floats
 from shared.settings import Settings
 from shared.stats.baseline import Baseline
 from shared.stats.sample import hash_ids
@@ -28,7 +28,7 @@ from services.drift import performance
 from services.drift.evaluate import findings as window_findings, gauges as window_gauges, parity
 from services.drift.labels import JoinConfig, Joined, LabelJoin
 from services.drift.quality import QualityLayout
-from services.drift.windows import ClosedWindow, WindowConfig, Windows, _floats, columnar, window_of
+from services.drift.windows import ClosedWindow, WindowConfig, Windows, columnar, window_of
 
 
 @dataclass
@@ -73,14 +73,14 @@ class DriftState:
         return self.joins.setdefault(model_id, LabelJoin())
 
     def predictions(self, model_id: str, model: Any, events: Sequence[Mapping[str, Any]],
-                    settings: Settings) -> Applied:
+                    settings: Settings, ts: Sequence[float] | None = None) -> Applied:
         """Count valid prediction events of one model (each passed `check_event`) into its windows
-        and its join."""
+        and its join (`ts`: their times, when the caller parsed them)."""
         out = Applied(model_id)
         windows, lj = self.windows, self.join(model_id)
-        batch, _ = columnar(events, windows.effective(model_id, model.cfg), checked=True)
+        batch, _ = columnar(events, windows.effective(model_id, model.cfg), checked=True, ts=ts)
         numeric = model.spec.task == "regression"
-        batch.codes = _floats(batch.raw_prediction) if numeric else lj.classes.codes(batch.raw_prediction)
+        batch.codes = floats(batch.raw_prediction) if numeric else lj.classes.codes(batch.raw_prediction)
         added = windows.add(model_id, model.cfg, batch, task=model.spec.task)
         out.events, out.late = len(batch), added.late
         for w in added.closed:

@@ -33,13 +33,16 @@ window's state is a `WindowState` (drift; each event_id once) and a `QualityStat
 from __future__ import annotations
 
 import math
+import operator
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 
-from shared.events import event_time
+from shared.events import MAX_TIME, MIN_TIME, NUMBER_OR_NULL, confidence, event_time, floats, latency_error
 from shared.stats.baseline import Baseline
 from shared.stats.canary import VariantCounts
 from shared.stats.fairness import GroupCounts
@@ -93,13 +96,6 @@ class Batch:
                      pick(self.latency), pick(self.request_keys), pick(self.segments), pick(self.codes))
 
 
-def _floats(values: list) -> np.ndarray:
-    """Numbers as floats; null, strings and other types as NaN."""
-    if set(map(type, values)) <= {float, int, type(None)}:
-        return np.array(values, dtype=float)
-    return np.array([v if type(v) in (int, float) else np.nan for v in values], dtype=float)
-
-
 _EXTRAS = frozenset(("variant", "error", "latency_ms", "request_id", "segment"))  # canary, shadow, fairness
 
 
@@ -115,11 +111,10 @@ def check_event(e: Any) -> str | None:
     if "prediction" not in e:
         return "prediction: required"
     if not _EXTRAS.isdisjoint(e):  # one set operation for the events that carry none of them
-        if e.get("variant", "primary") not in VARIANT_CODE:
+        if not isinstance(v := e.get("variant", "primary"), str) or v not in VARIANT_CODE:
             return f"variant={e.get('variant')!r}: must be one of {', '.join(VARIANT_CODE)}"
-        lat = e.get("latency_ms")
-        if lat is not None and (type(lat) not in (int, float) or not lat >= 0):
-            return f"latency_ms={lat!r}: must be a number >= 0"
+        if (err := latency_error(e.get("latency_ms"))) is not None:
+            return err
         if e.get("segment") is not None and not isinstance(e["segment"], dict):
             return "segment: must be an object of name -> string"
     try:
@@ -129,10 +124,76 @@ def check_event(e: Any) -> str | None:
     return None
 
 
-def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig, checked: bool = False
-             ) -> tuple[Batch, list[tuple[int, str]]]:
+def countable(events: Sequence[Any], model_id: str | None = None) -> list[float] | None:
+    """Every event's time when all of `events` pass `check_event` (and, given `model_id`, name
+    it), checked a field at a time over the whole record instead of event by event; None when
+    any does not (the caller then checks each, for its error)."""
+    if not events or set(map(type, events)) != {dict}:
+        return None
+    try:
+        ids = [e["event_id"] for e in events]
+        features = [e["features"] for e in events]
+        for e in events:
+            e["prediction"]
+    except KeyError:
+        return None
+    if set(map(type, ids)) != {str} or not all(ids) or set(map(type, features)) != {dict}:
+        return None
+    if model_id is not None and [e.get("model_id") for e in events].count(model_id) != len(events):
+        return None
+    if not all(map(_EXTRAS.isdisjoint, events)):
+        variants = [e.get("variant", "primary") for e in events]
+        if set(map(type, variants)) != {str} or not set(variants) <= VARIANT_CODE.keys():
+            return None
+        lat = [e.get("latency_ms") for e in events]
+        if not set(map(type, lat)) <= NUMBER_OR_NULL or np.any((x := floats(lat)) < 0) or np.isinf(x).any():
+            return None
+        if not set(map(type, (e.get("segment") for e in events))) <= {dict, type(None)}:
+            return None
+    try:
+        return event_times([e.get("timestamp") for e in events])
+    except (ValueError, TypeError):
+        return None
+
+
+def event_times(values: list) -> list[float]:
+    """`event_time` of each value (raises as it does)."""
+    if set(map(type, values)) <= {float, int}:  # epoch seconds
+        try:
+            t = np.array(values, dtype=float)
+        except OverflowError:  # an integer beyond a float's range: event_time says why not
+            t = np.array([math.inf])
+        if ((t >= MIN_TIME) & (t < MAX_TIME)).all():
+            return t.tolist()
+    return list(map(event_time, values))
+
+
+def numeric_matrix(features: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray | None:
+    """The features `names` of every event as floats, shape (len(names), m), null as NaN: one
+    pass over the events when each has every one of them as a number or null; None when any
+    lacks one or holds something else (the caller then goes a column at a time)."""
+    if not names or not features:
+        return None
+    try:
+        rows = list(map(operator.itemgetter(*names), features))
+    except KeyError:
+        return None
+    values = rows if len(names) == 1 else chain.from_iterable(rows)
+    if not set(map(type, values)) <= NUMBER_OR_NULL:
+        return None
+    try:
+        x = np.array(rows, dtype=float)
+    except OverflowError:  # an integer beyond a float's range
+        return None
+    return np.ascontiguousarray(x.reshape(len(features), len(names)).T)
+
+
+def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig, checked: bool = False,
+             ts: Sequence[float] | None = None) -> tuple[Batch, list[tuple[int, str]]]:
     """Valid events -> a `Batch` (log order kept); invalid ones -> (index, error). `checked`:
-    the caller has already passed every event through `check_event`."""
+    the caller has already passed every event through `check_event` (`ts`: and parsed their
+    times). A field at a time over all events (a list or array per field, never a dict per
+    event), with the numeric features of the reference and the schema read in one pass."""
     good, errors = [], []
     if checked:
         good = list(events)
@@ -142,34 +203,38 @@ def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig, checked: bo
             good.append(e)
         else:
             errors.append((i, err))
-    lay = cfg.layout
+    lay, n = cfg.layout, len(good)
     feats = [e["features"] for e in good]
-    cols: dict[str, Any] = {name: _floats([f.get(name) for f in feats]) for name in lay.numeric}
+    wanted = sorted({*lay.numeric, *(f for f, t in zip(cfg.quality.names, cfg.quality.types) if t == "numeric")})
+    x = numeric_matrix(feats, wanted)
+    read = {} if x is None else dict(zip(wanted, x))
+    cols: dict[str, Any] = {name: read[name] if name in read else floats([f.get(name) for f in feats])
+                            for name in lay.numeric}
     cols.update({name: [f.get(name) for f in feats] for name, _ in lay.categorical})
     preds = [e["prediction"] for e in good]
-    pred = None if lay.prediction_kind is None else _floats(preds) if lay.prediction_kind == "numeric" else preds
-    conf = []
-    for e in good:
-        c = e.get("confidence")
-        if c is None and isinstance(e.get("probabilities"), dict) and e["probabilities"]:
-            c = max(e["probabilities"].values())
-        conf.append(c)
-    n = len(good)
+    pred = None if lay.prediction_kind is None else floats(preds) if lay.prediction_kind == "numeric" else preds
+    conf = [e.get("confidence") for e in good]
+    if None in conf:
+        conf = list(map(confidence, good))
     variant, error, latency = np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool), np.full(n, np.nan)
     rkeys, segments = np.zeros(n, dtype=np.uint64), [None] * n
-    rich = [i for i, e in enumerate(good) if not _EXTRAS.isdisjoint(e)]  # most events carry none
-    if rich:
-        variant[rich] = [VARIANT_CODE[good[i].get("variant", "primary")] for i in rich]
-        error[rich] = [good[i].get("error") is True for i in rich]
-        latency[rich] = _floats([good[i].get("latency_ms") for i in rich])
-        for i in rich:
-            segments[i] = good[i].get("segment")
-        at = [i for i in rich if isinstance(good[i].get("request_id"), str) and good[i]["request_id"]]
+    if not all(map(_EXTRAS.isdisjoint, good)):  # canary, shadow, fairness (ingest writes variant and error)
+        variants = [e.get("variant", "primary") for e in good]
+        if variants.count("primary") != n:
+            variant[:] = [VARIANT_CODE[v] for v in variants]
+        error[:] = list(map(operator.is_, [e.get("error") for e in good], repeat(True)))
+        latency = floats([e.get("latency_ms") for e in good])
+        segments = [e.get("segment") for e in good]
+        rids = [e.get("request_id") for e in good]
+        at = [i for i, r in enumerate(rids) if type(r) is str and r] if rids.count(None) != n else []
         if at:
-            rkeys[at] = hash_ids([good[i]["request_id"] for i in at])
-    batch = Batch(hash_ids([e["event_id"] for e in good]), np.array([event_time(e["timestamp"]) for e in good], dtype=float),
-                  cols, pred, _floats(conf), statuses(cfg.quality, feats), feats,
-                  [str(e.get("model_version", "unknown")) for e in good], preds, variant, error, latency, rkeys,
+            rkeys[at] = hash_ids([rids[i] for i in at])
+    versions = [e.get("model_version", "unknown") for e in good]
+    if set(map(type, versions)) != {str}:
+        versions = list(map(str, versions))
+    times = event_times([e["timestamp"] for e in good]) if ts is None else ts
+    batch = Batch(hash_ids([e["event_id"] for e in good]), np.array(times, dtype=float), cols, pred, floats(conf),
+                  statuses(cfg.quality, feats, read), feats, versions, preds, variant, error, latency, rkeys,
                   segments)
     return batch, errors
 
@@ -244,8 +309,8 @@ class OpenWindow:
         self.quality.update(part.quality, part.features)
         if self.raw is not None:
             self.raw.update(part.keys, part)
-        for v in part.versions:
-            self.versions[v] = self.versions.get(v, 0) + 1
+        for v, c in Counter(part.versions).items():
+            self.versions[v] = self.versions.get(v, 0) + c
         if part.variant is None:
             return
         for code in np.unique(part.variant).tolist():
@@ -415,7 +480,7 @@ class Windows:
             keep = _fresh(w.state.seen, batch.keys[idx])
             if keep.size == 0:
                 continue
-            w.count(batch.take(idx[keep]), cfg)
+            w.count(batch if keep.size == len(batch) else batch.take(idx[keep]), cfg)
         mw.watermark = max(mw.watermark, float(batch.ts.max()))
         closed = []
         for s, w in sorted(mw.open.items()):  # windows do not overlap: by start is by end

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.events import event_time
+from shared.events import MAX_TIME, confidence, event_time, latency_error
 from shared.stats.oversight import KeySample, ReviewCounts
 from shared.stats.sample import from_text, hash_ids, to_text
 from shared.stats.vendor import VendorDay
@@ -55,7 +55,6 @@ JOIN_K = 20_000
 LABEL_BUFFER = 50_000  # ~45 bytes each in a checkpoint
 HISTORY = 30  # vendor period evaluations kept for the report's trend
 TOPIC_KINDS = ("reviews", "predictions", "labels")
-MAX_TIME = 253_402_300_800.0  # 10000-01-01: the contract's timestamps are years 1..9999 (pydantic)
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,8 @@ def checked(kind: str, e: Any) -> float | str:
             if e.get("label") is None:
                 return "label: required"
         else:
-            lat = e.get("latency_ms")
-            if lat is not None and (type(lat) not in _NUM or not lat >= 0):
-                return f"latency_ms={lat!r}: must be a number >= 0"
+            if (err := latency_error(e.get("latency_ms"))) is not None:
+                return err
             v = e.get("vendor")
             if v is not None and (type(v) is not str or not v):
                 return f"vendor={v!r}: must be a non-empty string"
@@ -147,13 +145,6 @@ def validate(kind: str, events: Sequence[Any], model_id: str | None = None
             good.append(e)
             ts.append(r)
     return good, np.array(ts, dtype=float), bad
-
-
-def confidence(e: Mapping[str, Any]) -> float | None:
-    c = e.get("confidence")
-    if c is None and isinstance(e.get("probabilities"), dict) and e["probabilities"]:
-        c = max(e["probabilities"].values())
-    return c if isinstance(c, (int, float)) and not isinstance(c, bool) else None
 
 
 # --- state -------------------------------------------------------------------------------------

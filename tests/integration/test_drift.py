@@ -100,13 +100,15 @@ def test_bad_records_go_to_the_deadletter_topic_and_the_worker_keeps_going(worke
     good = window_events(m, 0, 300, rng)
     stray = {**good[0], "event_id": "stray", "model_id": "someone-else"}
     _produce_raw(apache_kafka.address, [(m.encode(), b"{not json"), (unknown.encode(), orjson.dumps(good[:2])),
-                                        (m.encode(), orjson.dumps([stray, {"event_id": 5}]))])
+                                        (m.encode(), orjson.dumps([stray, {"event_id": 5}])),
+                                        (m.encode(), b'[{"event_id": "big", "features": {"x": 1%s}}]' % (b"0" * 30))])
     produce(apache_kafka.address, good + window_events(m, 2, 5, rng))
-    dead = events_of(read_records(apache_kafka.address, TOPICS["deadletter"], keys={m, unknown}, expect=4, timeout=30))
+    dead = events_of(read_records(apache_kafka.address, TOPICS["deadletter"], keys={m, unknown}, expect=5, timeout=30))
     errors = sorted(d["error"].split(":")[0] for d in dead)
-    assert len(dead) == 4 and {d["source_topic"] for d in dead} == {TOPICS["predictions"]}, dead
+    assert len(dead) == 5 and {d["source_topic"] for d in dead} == {TOPICS["predictions"]}, dead
     assert any("not JSON" in d["error"] and d["raw"] == "{not json" for d in dead), errors
     assert any("no model registered" in d["error"] for d in dead) and any("record key" in d["error"] for d in dead)
+    assert any(d["raw"].endswith('"x":1%s}}' % ("0" * 30)) for d in dead), dead  # an integer beyond 64 bits, echoed exact
 
     def counted() -> bool:
         return any(mw.watermark >= T0 + 2 * WINDOW for p in list(worker.parts.values())
