@@ -3,9 +3,10 @@
     python -m bench.drift [--broker kafka|tansu] [--events 300000] [--window-events 30000]
 
 Starts the broker and Redis, registers a model (spec + reference) the way ingest does,
-produces `--events` events (records of 1,000, event time spread over windows of
-`--window-events` events each, one feature shifted in every other window so findings are
-published), then starts one `vigil serve drift` process and follows its count of events
+produces `--events` events (records of 1,000 as ingest writes them: validated by the
+contract's models, RFC 3339 timestamps, `variant` and `error` written out; event time spread
+over windows of `--window-events` events each, one feature shifted in every other window so
+findings are published), then starts one `vigil serve drift` process and follows its count of events
 (`vigil_stream_events_total` on its /metrics, every 20 ms). Throughput = events counted from
 the first poll past two windows (the first window's close pays the one-off calibration of
 the reference's null distributions, about 1 s) to the poll that sees them all / the time
@@ -75,12 +76,13 @@ def without_broker(model: str, spec_json: dict, ref_json: dict, windows: int, wi
     from bench.stats import update_in_batches
     from services import stream
     from services.drift.app import TOPIC, DriftWorker, Registry
-    from shared import kafka
     from shared.history import History
     from shared.stats.baseline import Baseline
     from shared.stats.window import WindowLayout, evaluate
 
     settings = Settings()
+    if os.environ.get("VIGIL_BENCH_GC") != "default":
+        stream.tune_gc()  # as `vigil serve drift` does once started
     worker = DriftWorker(settings)
     worker.registry = Registry(None, worker.window_sample, Feed(spec_json, ref_json, model))
     part = stream.Part(worker.new_state())
@@ -98,7 +100,7 @@ def without_broker(model: str, spec_json: dict, ref_json: dict, windows: int, wi
                 events = ds.window_events(model, w, window_events if w < windows else 10, rng,
                                           shift={"f05": 1.0} if w % 2 else None)
                 records = []
-                for key, value in kafka.pack_records(events, RECORD):
+                for key, value in ds.as_ingested(events, RECORD):
                     records.append(SimpleNamespace(topic=TOPIC, key=key, value=value, offset=offset))
                     offset += 1
                 x = np.array([[e["features"][f] for e in events] for f in names])
@@ -152,8 +154,8 @@ def main(argv=None) -> int:
         with console.status(f"producing {args.events:,} events"):
             for w in range(windows + 1):
                 n = args.window_events if w < windows else 10
-                ds.produce(bootstrap, ds.window_events(model, w, n, rng, shift={"f05": 1.0} if w % 2 else None),
-                           batch=RECORD)
+                events = ds.window_events(model, w, n, rng, shift={"f05": 1.0} if w % 2 else None)
+                ds.produce_records(bootstrap, ds.as_ingested(events, RECORD))
         total = windows * args.window_events + 10
         group = ds.group()
         log = open(workdir / "worker.log", "wb")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import signal
 import time
@@ -382,6 +383,21 @@ async def ops_server(ready: Callable[[], bool], host: str, port: int) -> asyncio
     return await asyncio.start_server(handle, host, port)
 
 
+GC_THRESHOLD = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Fewer collections for a worker whose every fetch makes ~10^5 short-lived dicts (decoded
+    events): the youngest generation collected every 50,000 allocations instead of 700, and what
+    the start loaded (modules, the models' references) frozen out of every later collection.
+    Reference counting frees the events either way; the collector only looks for cycles. On
+    `bench.drift`'s path without a broker (6 windows of 30,000 events): 2,695 collections at the
+    default threshold against 384, and 86,000-93,000 events/s against 116,000-130,000."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 async def run_worker(worker: StreamWorker, port: int) -> None:
     """Serve the worker's ops endpoints on `port` and run it until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
@@ -389,6 +405,7 @@ async def run_worker(worker: StreamWorker, port: int) -> None:
         loop.add_signal_handler(sig, worker.request_stop)
     server = await ops_server(lambda: worker.ready, worker.settings.host, port)
     await worker.start()
+    tune_gc()
     try:
         await worker.run()
     finally:

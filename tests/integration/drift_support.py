@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +17,8 @@ import orjson
 import redis
 
 from shared import kafka
-from shared.events import ModelSpec
+from shared.emitter import encoder
+from shared.events import EVENT_LISTS, ModelSpec
 from shared.runtime import spawn
 from shared.stats.reference import profile
 from services.drift.state import DriftState, window_config
@@ -73,18 +76,29 @@ def labels_of(events: list[dict], accuracy: float, rng: np.random.Generator, del
              "label": e["prediction"] if ok else 1 - e["prediction"]} for e, ok in zip(events, right.tolist())]
 
 
-async def _produce(bootstrap: str, events: list[dict], batch: int, topic: str) -> None:
+async def _produce(bootstrap: str, records: Iterable[tuple[bytes, bytes]], topic: str) -> None:
     producer = await kafka.start_producer(bootstrap, "off")
     try:
-        futures = [await producer.send(kafka.TOPICS[topic], value, key=key)
-                   for key, value in kafka.pack_records(events, batch)]
+        futures = [await producer.send(kafka.TOPICS[topic], value, key=key) for key, value in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
 
 
 def produce(bootstrap: str, events: list[dict], batch: int = 500, topic: str = "predictions") -> None:
-    asyncio.run(_produce(bootstrap, events, batch, topic))
+    asyncio.run(_produce(bootstrap, kafka.pack_records(events, batch), topic))
+
+
+def as_ingested(events: list[dict], batch: int = 500, kind: str = "predictions") -> list[tuple[bytes, bytes]]:
+    """The (key, value) records ingest would write for `events`: validated by the contract's
+    models and encoded as ingest encodes them (RFC 3339 timestamps, defaults such as
+    `"variant": "primary"` written out, None fields left out)."""
+    models = EVENT_LISTS[kind].validate_python(events)
+    return list(kafka.pack_records(models, batch, encode=encoder(kind), model_of=operator.attrgetter("model_id")))
+
+
+def produce_records(bootstrap: str, records: Iterable[tuple[bytes, bytes]], topic: str = "predictions") -> None:
+    asyncio.run(_produce(bootstrap, records, topic))
 
 
 def expected_findings(redis_url: str, model_id: str, events: list[dict], batch: int = 500,
