@@ -45,7 +45,7 @@ from shared.settings import Settings
 from tests.integration import drift_support as ds
 
 console = Console()
-TARGET = 50_000
+TARGET = 69_700  # issue 9: with the label join on, at least the 69,700 an earlier version did (issue 10 aims at 150,000)
 RECORD = 1_000
 FETCH_RECORDS = 8  # records per fetch handed to the worker in process (~1 MiB, as the consumer's)
 
