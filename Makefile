@@ -42,6 +42,7 @@ $(BENCH_STAMP):
 bench: test-deps $(BENCH_STAMP)
 	$(PY) -m bench.ingest
 	$(PY) -m bench.drift
+	$(PY) -m bench.scaling
 	$(PY) -m bench.labels
 	$(PY) -m bench.stats
 	$(PY) -m bench.compare

@@ -185,6 +185,23 @@ def concept(r: dict, _: Mapping[str, dict]) -> list[Row]:
     return rows
 
 
+def scaling(r: dict, _: Mapping[str, dict]) -> list[Row]:
+    runs = sorted(r["runs"], key=lambda x: x["workers"])
+    one = runs[0]
+    same = "findings identical" if r["findings_identical"] else "FINDINGS DIFFER"
+    cmd = _cmd("scaling", "--workers", ",".join(str(x["workers"]) for x in runs), "--window-events",
+               r["window_events"], "--windows", r["windows"])
+    rows = []
+    for x in runs[1:]:
+        text, ratio = _share(x["events_per_s"], one["events_per_s"] * x["workers"] / one["workers"], "linear")
+        rows.append(Row("scaling", f"{x['workers']} drift workers sharing {r['partitions']} partitions "
+                                   f"({r['cores']} cores; {same})",
+                        _n(x["events_per_s"], "events/s"),
+                        f"{one['workers']} worker {_n(one['events_per_s'])} events/s", text, cmd,
+                        x["events_per_s"], one["events_per_s"], ratio))
+    return rows
+
+
 def oversight(r: dict, _: Mapping[str, dict]) -> list[Row]:
     rows = []
     for key, what in (("reviews", "review events"), ("vendor", "vendor predictions + labels")):
@@ -240,6 +257,7 @@ EXTRACTORS: dict[str, Extractor] = {
     "stats": stats,
     "compare": compare,
     "concept": concept,
+    "scaling": scaling,
     "oversight": oversight,
     "alerts": alerts,
 }

@@ -121,6 +121,12 @@ def expected_findings(redis_url: str, model_id: str, events: list[dict], batch: 
     return out
 
 
+def partition_of(model: str, partitions: int = 8) -> int:
+    """The partition a model's records go to (the producer's default partitioner on its key)."""
+    from aiokafka.partitioner import DefaultPartitioner
+    return DefaultPartitioner()(model.encode(), list(range(partitions)), list(range(partitions)))
+
+
 def group() -> str:
     return f"drift-test-{uuid.uuid4().hex[:8]}"
 

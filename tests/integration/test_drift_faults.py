@@ -12,14 +12,9 @@ import orjson
 import pytest
 
 from shared.kafka import TOPICS
-from tests.integration.drift_support import (checkpoint_offsets, expected_findings, group, labels_of, produce,
-                                             register, start_worker, wait_for, window_events)
+from tests.integration.drift_support import (checkpoint_offsets, expected_findings, group, labels_of, partition_of,
+                                             produce, register, start_worker, wait_for, window_events)
 from tests.support import FAULT_BROKERS, events_of, free_port, model_id, read_records
-
-
-def _partition(model: str, partitions: int = 8) -> int:
-    from aiokafka.partitioner import DefaultPartitioner
-    return DefaultPartitioner()(model.encode(), list(range(partitions)), list(range(partitions)))
 
 
 def _assigned(log_path) -> set[int] | None:
@@ -68,7 +63,7 @@ def _run_kill_test(broker, redis_url, tmp_path, workers: int, models: int, with_
     logs = [open(p, "wb") for p in paths]
     ports = [free_port() for _ in range(workers + 1)]
     procs = [start_worker(broker.address, redis_url, g, ports[i], logs[i]) for i in range(workers)]
-    watched = _partition(ms[0])
+    watched = partition_of(ms[0])
     try:
         victim = 0
         if workers == 2:  # wait for a settled split, then kill the worker holding the first model
@@ -157,7 +152,7 @@ def test_a_restart_onto_a_backlog_of_a_topic_the_checkpoint_never_read_loses_not
     proc = start_worker(apache_kafka.address, redis_url, g, port, log)
     try:
         produce(apache_kafka.address, events, batch=1_000)
-        wait_for(lambda: checkpoint_offsets(redis_url, g).get(_partition(m), 0) >= len(events) // 1_000, 60,
+        wait_for(lambda: checkpoint_offsets(redis_url, g).get(partition_of(m), 0) >= len(events) // 1_000, 60,
                  "the predictions to be checkpointed")
         proc.kill()
         proc.wait()

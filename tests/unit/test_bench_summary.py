@@ -61,6 +61,13 @@ SAMPLES = {
               "without_broker": {"windows": 4, "events": 120_000, "path_events_per_s": 47_500.0,
                                  "path_us_per_event": 21.05, "floor_events_per_s": 2_600_000.0,
                                  "floor_us_per_event": 0.38}},
+    "scaling": {"partitions": 8, "models": [f"bench-scaling-{j}" for j in range(8)], "window_events": 15_000,
+                "windows": 6, "cores": 2, "findings_identical": True,
+                "runs": [{"workers": n, "events": 720_040, "measured_events": 460_000, "seconds": 460_000 / r,
+                          "events_per_s": r, "cpu_cores": c, "events_counted_per_worker": [720_040 // n] * n,
+                          "findings": 24, "expected_findings": 24, "findings_equal_pure_state": True,
+                          "repeated_findings_that_differ": 0}
+                         for n, r, c in ((1, 62_000.0, 0.9), (2, 117_800.0, 1.3), (4, 167_400.0, 1.6))]},
     "labels": {"pure": {"pending": 1_000_000, "windows": 8, "labels": 500_000, "batch": 1000, "row_bytes": 57,
                         "predictions_into_join_per_s": 900_000.0, "predictions_into_join_s": 1.1,
                         "add_labels": {"labels_per_s": 714_000.0, "batch_ms": {"p50": 1.3, "p99": 2.0, "max": 3.0},
@@ -171,6 +178,12 @@ def test_every_benchmark_gets_its_figures_next_to_the_ceiling_or_peer_with_the_r
     assert "47,500" in d[PEER] and "0.38 µs" in d[PEER] and "50,000" in d[PEER]
     assert d["command"] == "`python -m bench.drift --broker kafka --events 300000 --window-events 30000`"
 
+    two, four = rows_of(rows, "scaling")  # against n times the one worker's figure
+    assert two["Vigil"] == "117,800 events/s" and two["ratio"] == "0.95 of linear" and "1 worker 62,000" in two[PEER]
+    assert four["Vigil"] == "167,400 events/s" and four["ratio"] == "0.68 of linear"
+    assert "findings identical" in four["measured"] and "4 drift workers sharing 8 partitions" in four["measured"]
+    assert four["command"] == "`python -m bench.scaling --workers 1,2,4 --window-events 15000 --windows 6`"
+
     (lab,) = rows_of(rows, "labels")
     assert lab["Vigil"] == "127,000 labels/s"
     assert "714,000" in lab[PEER] and "196,000" in lab[PEER]
@@ -206,7 +219,7 @@ def test_every_benchmark_gets_its_figures_next_to_the_ceiling_or_peer_with_the_r
 
     combined = json.loads((tmp_path / "results.json").read_text())
     assert {k: v for k, v in combined.items() if k != "headline"} == SAMPLES  # every JSON, as written
-    assert len(combined["headline"]) == len(rows) == 15
+    assert len(combined["headline"]) == len(rows) == 17
     first = combined["headline"][0]
     assert (first["bench"], first["value"], first["peer_value"]) == ("ingest", 48_100.0, 106_800.0)
     assert first["ratio_value"] == pytest.approx(48_100 / 106_800)
