@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,12 @@ SETTINGS = Settings()
 
 
 def make_body(batch_no: int, rng: np.random.Generator) -> bytes:
+    """A 1,000-event body as the emitter sends it (RFC 3339 timestamps; epoch seconds, which the
+    contract also accepts, take pydantic's path instead of the fast one)."""
     x = rng.normal(size=(BATCH, FEATURES)).round(5)
+    at = datetime.fromtimestamp(1_767_225_600 + batch_no, timezone.utc).isoformat().replace("+00:00", "Z")
     events = [{"event_id": f"b{batch_no}-{i}", "model_id": f"bench-{batch_no % 4}", "model_version": "v1",
-               "timestamp": 1_767_225_600 + batch_no, "features": {f"f{j:02d}": float(x[i, j]) for j in range(FEATURES)},
+               "timestamp": at, "features": {f"f{j:02d}": float(x[i, j]) for j in range(FEATURES)},
                "prediction": int(x[i, 0] > 0), "confidence": 0.8, "latency_ms": 12.5} for i in range(BATCH)]
     return json.dumps(events).encode()
 
@@ -160,7 +164,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--broker", choices=("kafka", "tansu"), default="kafka")
     ap.add_argument("--seconds", type=float, default=15.0)
-    ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--concurrency", type=int, default=12, help="requests in flight (12 keeps two workers busy)")
     ap.add_argument("--workers", default="1,2", help="ingest worker counts to measure, comma-separated")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the ingest process into this file (collapsed stacks)")
     args = ap.parse_args(argv)

@@ -14,6 +14,7 @@ from shared.settings import Settings, get_settings
 
 from . import registry, routes
 from services import ops
+from services.stream import tune_gc
 
 from .deps import Connections, get_connections
 
@@ -72,6 +73,14 @@ def serve(settings: Settings | None = None) -> None:
     common = dict(host=settings.host, port=settings.ingest_port, log_level=settings.log_level.lower(),
                   access_log=False)
     if settings.ingest_workers > 1:  # each worker builds its app from the same VIGIL_* settings
-        uvicorn.run("services.ingest.app:create_app", factory=True, workers=settings.ingest_workers, **common)
+        uvicorn.run("services.ingest.app:served_app", factory=True, workers=settings.ingest_workers, **common)
     else:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(served_app(settings), **common)
+
+
+def served_app(settings: Settings | None = None) -> FastAPI:
+    """The app of a `vigil serve ingest` process, its garbage collector tuned as the stream
+    workers' (every request decodes ~25,000 objects)."""
+    app = create_app(settings)
+    tune_gc()
+    return app

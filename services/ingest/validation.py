@@ -13,9 +13,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, NamedTuple
 
-from pydantic import ValidationError
+import msgspec
+from pydantic import BaseModel, ValidationError
 
 from shared.events import EVENT_KINDS, EVENT_LISTS
+
+from . import fast
 
 JSON_TYPES = {"application/json"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -32,7 +35,7 @@ class BodyError(ValueError):
 
 
 class Parsed(NamedTuple):
-    events: list[Any]  # validated models; empty when there are errors
+    events: list[Any]  # validated events (the fast path's structs or the models); empty when there are errors
     errors: list[dict]  # [{index, field, reason}]
     raw: bytes  # the body as one JSON array of the same events, exactly as sent
 
@@ -63,6 +66,8 @@ def parse_events(kind: str, body: bytes, content_type: str | None) -> Parsed:
         wrapped = body
     else:
         raise BodyError(400, "body is not JSON: expected an event object or an array of events")
+    if (events := fast.decode(kind, wrapped)) is not None:
+        return Parsed(events, [], wrapped)
     try:
         return Parsed(adapter.validate_json(wrapped), [], wrapped)
     except ValidationError as exc:
@@ -70,10 +75,19 @@ def parse_events(kind: str, body: bytes, content_type: str | None) -> Parsed:
         return Parsed([], collapse_errors(exc.errors(include_url=False)), wrapped)
 
 
+def as_models(kind: str, events: list) -> list:
+    """Events as the pydantic models (those of the fast path converted; the same values)."""
+    if not events or isinstance(events[0], BaseModel):
+        return events
+    return EVENT_LISTS[kind].validate_python([msgspec.structs.asdict(e) for e in events])
+
+
 def _parse_ndjson(kind: str, body: bytes) -> Parsed:
     lines = [ln for ln in body.splitlines() if ln.strip()]
     adapter = EVENT_LISTS[kind]
     wrapped = b"[" + b",".join(lines) + b"]"
+    if (events := fast.decode(kind, wrapped)) is not None:
+        return Parsed(events, [], wrapped)
     try:
         return Parsed(adapter.validate_json(wrapped), [], wrapped)
     except ValidationError as exc:
