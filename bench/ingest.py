@@ -132,7 +132,8 @@ def bench_http(bootstrap: str, redis_url: str, workdir: Path, seconds: float, co
         spy = None
         if profile is not None:  # py-spy: where the ingest process spends its time under load
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server.pid),
-                                    "--duration", str(int(seconds * 0.8)), "--format", "raw", "--output", str(profile)],
+                                    "--duration", str(int(seconds * 0.8)), "--format",
+                                    "flamegraph" if profile.suffix == ".svg" else "raw", "--output", str(profile)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert loader.stdout.readline().strip() == "loaded"  # bodies in memory: the clock starts
         groups = {"ingest": [proc, *proc.children(recursive=True)], "loader": [psutil.Process(loader.pid)],
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--concurrency", type=int, default=12, help="requests in flight (12 keeps two workers busy)")
     ap.add_argument("--workers", default="1,2", help="ingest worker counts to measure, comma-separated")
-    ap.add_argument("--profile", type=Path, default=None, help="py-spy the ingest process into this file (collapsed stacks)")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="py-spy the ingest process into this file (a flame graph if it ends in .svg, else collapsed stacks)")
     args = ap.parse_args(argv)
 
     workdir = scratch("vigil-bench-")
