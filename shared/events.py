@@ -235,7 +235,7 @@ def latency_error(v: Any) -> str | None:
     >>> latency_error(12), latency_error(-1), latency_error(10**400)
     (None, 'latency_ms=-1: must be a number >= 0', 'latency_ms=1000...0: must be a number >= 0')
     """
-    if v is None or (type(v) in (int, float) and 0 <= (f := as_float(v)) < math.inf):
+    if v is None or (type(v) in (int, float) and 0 <= as_float(v) < math.inf):
         return None
     text = repr(v)
     return f"latency_ms={text if len(text) <= 24 else text[:4] + '...' + text[-1:]}: must be a number >= 0"
