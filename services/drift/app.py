@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from shared import kafka
 from shared import metrics as m
-from shared.events import ModelSpec, ReferenceColumn, event_time
+from shared.events import ModelSpec, ReferenceColumn
 from shared.history import History
 from shared.settings import Settings
 from shared.stats.baseline import Baseline
@@ -31,7 +31,7 @@ from services import stream
 from services.models_feed import ModelsFeed
 from services.drift.labels import check_label
 from services.drift.state import Applied, DriftState, window_config
-from services.drift.windows import WindowConfig, check_event, countable
+from services.drift.windows import WindowConfig, checked_event, countable
 
 TOPIC = kafka.TOPICS["predictions"]
 LABELS = kafka.TOPICS["labels"]
@@ -186,10 +186,10 @@ class DriftWorker(stream.StreamWorker):
 
 def _check_prediction(e, model_id: str, model: Model) -> str | float:
     """The event's time, or why it cannot be counted."""
-    err = check_event(e)
-    if err is None and e.get("model_id") != model_id:
-        err = f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
-    return event_time(e["timestamp"]) if err is None else err
+    t = checked_event(e)
+    if type(t) is float and e.get("model_id") != model_id:
+        return f"model_id={e.get('model_id')!r}: must equal the record key {model_id!r}"
+    return t
 
 
 def _check_label(e, model_id: str, model: Model) -> str | float:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.events import Finding, ModelSpec, event_time, floats
+from shared.events import Finding, ModelSpec, event_times, floats
 from shared.settings import Settings
 from shared.stats.baseline import Baseline
 from shared.stats.sample import hash_ids
@@ -102,7 +102,7 @@ class DriftState:
         out = Applied(model_id)
         lj, jcfg = self.join(model_id), join_config(model.spec, settings)
         keys = hash_ids([e["event_id"] for e in events])
-        ts = np.array([event_time(e["timestamp"]) for e in events] if ts is None else ts, dtype=float)
+        ts = np.array(event_times([e["timestamp"] for e in events]) if ts is None else ts, dtype=float)
         mw = self.windows.models.get(model_id)
         out.joined = lj.add_labels(keys, ts, [e["label"] for e in events], jcfg,
                                    numeric=model.spec.task == "regression",

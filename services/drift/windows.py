@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.events import MAX_TIME, MIN_TIME, NUMBER_OR_NULL, confidence, event_time, floats, latency_error
+from shared.events import NUMBER_OR_NULL, confidence, event_time, event_times, floats, latency_error
 from shared.stats.baseline import Baseline
 from shared.stats.canary import VariantCounts
 from shared.stats.fairness import GroupCounts
@@ -99,8 +99,8 @@ class Batch:
 _EXTRAS = frozenset(("variant", "error", "latency_ms", "request_id", "segment"))  # canary, shadow, fairness
 
 
-def check_event(e: Any) -> str | None:
-    """Why an event cannot be counted (None when it can): the structural checks the worker
+def checked_event(e: Any) -> float | str:
+    """An event's time when it can be counted, else why not: the structural checks the worker
     needs; ingest validates fully, this guards against third-party producers."""
     if not isinstance(e, dict):
         return f"event must be a JSON object, got {type(e).__name__}"
@@ -118,16 +118,22 @@ def check_event(e: Any) -> str | None:
         if e.get("segment") is not None and not isinstance(e["segment"], dict):
             return "segment: must be an object of name -> string"
     try:
-        event_time(e.get("timestamp"))
+        return event_time(e.get("timestamp"))
     except (ValueError, TypeError) as exc:
         return str(exc)
-    return None
+
+
+def check_event(e: Any) -> str | None:
+    """Why an event cannot be counted (None when it can): `checked_event` without the time."""
+    r = checked_event(e)
+    return r if isinstance(r, str) else None
 
 
 def countable(events: Sequence[Any], model_id: str | None = None) -> list[float] | None:
     """Every event's time when all of `events` pass `check_event` (and, given `model_id`, name
     it), checked a field at a time over the whole record instead of event by event; None when
-    any does not (the caller then checks each, for its error)."""
+    any does not (the caller then checks each, for its error). The rules are `checked_event`'s,
+    written once more for whole columns: tests/unit/test_drift_columnar.py holds the two equal."""
     if not events or set(map(type, events)) != {dict}:
         return None
     try:
@@ -154,18 +160,6 @@ def countable(events: Sequence[Any], model_id: str | None = None) -> list[float]
         return event_times([e.get("timestamp") for e in events])
     except (ValueError, TypeError):
         return None
-
-
-def event_times(values: list) -> list[float]:
-    """`event_time` of each value (raises as it does)."""
-    if set(map(type, values)) <= {float, int}:  # epoch seconds
-        try:
-            t = np.array(values, dtype=float)
-        except OverflowError:  # an integer beyond a float's range: event_time says why not
-            t = np.array([math.inf])
-        if ((t >= MIN_TIME) & (t < MAX_TIME)).all():
-            return t.tolist()
-    return list(map(event_time, values))
 
 
 def numeric_matrix(features: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray | None:

@@ -56,7 +56,6 @@ def parse_events(kind: str, body: bytes, content_type: str | None) -> Parsed:
                              "or application/x-ndjson")
     if not body.strip():
         raise BodyError(400, "body is empty: send one event object, a JSON array, or NDJSON")
-    adapter = EVENT_LISTS[kind]
     if mtype in NDJSON_TYPES:
         return _parse_ndjson(kind, body)
     stripped = body.lstrip()
@@ -66,13 +65,18 @@ def parse_events(kind: str, body: bytes, content_type: str | None) -> Parsed:
         wrapped = body
     else:
         raise BodyError(400, "body is not JSON: expected an event object or an array of events")
-    if (events := fast.decode(kind, wrapped)) is not None:
-        return Parsed(events, [], wrapped)
     try:
-        return Parsed(adapter.validate_json(wrapped), [], wrapped)
+        return Parsed(_validate(kind, wrapped), [], wrapped)
     except ValidationError as exc:
         _raise_if_unparsable(exc)
         return Parsed([], collapse_errors(exc.errors(include_url=False)), wrapped)
+
+
+def _validate(kind: str, wrapped: bytes) -> list:
+    """The events of a JSON array: the fast path's when it takes them, else pydantic's models
+    (raising its ValidationError)."""
+    events = fast.decode(kind, wrapped)
+    return EVENT_LISTS[kind].validate_json(wrapped) if events is None else events
 
 
 def as_models(kind: str, events: list) -> list:
@@ -84,12 +88,9 @@ def as_models(kind: str, events: list) -> list:
 
 def _parse_ndjson(kind: str, body: bytes) -> Parsed:
     lines = [ln for ln in body.splitlines() if ln.strip()]
-    adapter = EVENT_LISTS[kind]
     wrapped = b"[" + b",".join(lines) + b"]"
-    if (events := fast.decode(kind, wrapped)) is not None:
-        return Parsed(events, [], wrapped)
     try:
-        return Parsed(adapter.validate_json(wrapped), [], wrapped)
+        return Parsed(_validate(kind, wrapped), [], wrapped)
     except ValidationError as exc:
         if not any(e["type"] == "json_invalid" for e in exc.errors()):
             return Parsed([], collapse_errors(exc.errors(include_url=False)), wrapped)

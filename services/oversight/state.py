@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.events import MAX_TIME, confidence, event_time, latency_error
+from shared.events import MAX_TIME, confidence, event_time, event_times, latency_error
 from shared.stats.oversight import KeySample, ReviewCounts
 from shared.stats.sample import from_text, hash_ids, to_text
 from shared.stats.vendor import VendorDay
@@ -264,7 +264,7 @@ def add_reviews(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config
         return Late()
     keys = hash_ids([e["review_id"] for e in events])
     if ts is None:
-        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array(event_times([e["timestamp"] for e in events]), dtype=float)
     starts, on_time = _late(ms, "reviews", ts, cfg)
     idx = _dedup(ms, "reviews", keys, starts, np.flatnonzero(on_time))
     if idx.size:
@@ -297,7 +297,7 @@ def add_predictions(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Co
         return Late()
     keys = hash_ids([e["event_id"] for e in events])
     if ts is None:
-        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array(event_times([e["timestamp"] for e in events]), dtype=float)
     starts, on_time = _late(ms, "predictions", ts, cfg)
     ok = np.flatnonzero(on_time)
     conf = np.array([np.nan if (c := confidence(events[i])) is None else c for i in ok.tolist()], dtype=float)
@@ -358,7 +358,7 @@ def add_labels(ms: ModelState, events: Sequence[Mapping[str, Any]], cfg: Config,
         return Late()
     keys = hash_ids([e["event_id"] for e in events])
     if ts is None:
-        ts = np.array([event_time(e["timestamp"]) for e in events], dtype=float)
+        ts = np.array(event_times([e["timestamp"] for e in events]), dtype=float)
     _, on_time = _late(ms, "labels", ts, cfg)
     ok = np.flatnonzero(on_time).tolist()
     for i in ok:
