@@ -30,6 +30,7 @@ from shared.stats.baseline import Baseline
 from services import stream
 from services.models_feed import ModelsFeed
 from services.drift.labels import check_label
+from services.drift.records import EventDecoder, TypedEvents
 from services.drift.state import Applied, DriftState, window_config
 from services.drift.windows import WindowConfig, checked_event, countable
 
@@ -49,6 +50,7 @@ class Model:
     cfg: WindowConfig
     loaded: float
     source: tuple  # what it was built from: ("feed", version) or ("redis", spec bytes, reference bytes)
+    decoder: EventDecoder | None = None  # its records decoded typed, when it qualifies
 
 
 class Registry:
@@ -86,7 +88,8 @@ class Registry:
         if ref_json:
             cols = {n: ReferenceColumn.model_validate(c) for n, c in ref_json.items()}
             base = Baseline.from_profile(cols, task=spec.task)
-        model = Model(spec, base, window_config(spec, base, self.sample_size), time.monotonic(), source)
+        cfg = window_config(spec, base, self.sample_size)
+        model = Model(spec, base, cfg, time.monotonic(), source, EventDecoder.of(cfg))
         self.models[model_id] = model
         return model
 
@@ -155,10 +158,32 @@ class DriftWorker(stream.StreamWorker):
                 model = await self.registry.get(model_id)
                 found.extend(await self._apply(state.labels(model_id, model, events, self.settings, ts)))
             return found
-        for model_id, (events, ts) in (await self._by_model(records, _check_prediction, countable)).items():
+        typed, rest = await self._typed(records)
+        for model_id, (model, events) in typed.items():
+            found.extend(await self._apply(state.predictions(model_id, model, events, self.settings, events.ts)))
+        for model_id, (events, ts) in (await self._by_model(rest, _check_prediction, countable)).items():
             model = await self.registry.get(model_id)
             found.extend(await self._apply(state.predictions(model_id, model, events, self.settings, ts)))
         return found
+
+    async def _typed(self, records) -> tuple[dict[str, tuple[Model, TypedEvents]], list]:
+        """Prediction records decoded typed (`services.drift.records`) per model, for the models
+        whose decoder takes every one of their records in this batch; the other records, in log
+        order, for `_by_model` (which decodes, checks each event and dead-letters)."""
+        typed: dict[str, tuple[Model, list[TypedEvents]]] = {}
+        refused: set[str | None] = set()
+        keys = [r.key.decode(errors="replace") if r.key else None for r in records]
+        for r, model_id in zip(records, keys):
+            if model_id in refused:
+                continue
+            model = await self.registry.get(model_id) if model_id else None
+            got = model.decoder.decode(r.value, model_id) if model is not None and model.decoder else None
+            if got is None or (model_id in typed and typed[model_id][0] is not model):
+                refused.add(model_id)
+                continue
+            typed.setdefault(model_id, (model, []))[1].append(got)
+        return ({m: (model, TypedEvents.join(parts)) for m, (model, parts) in typed.items() if m not in refused},
+                [r for r, m in zip(records, keys) if m in refused])
 
     async def _apply(self, out: Applied) -> list[dict]:
         """Move an application's counts to the metrics and its gauges also to the per-window

@@ -37,12 +37,12 @@ import operator
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from shared.events import NUMBER_OR_NULL, confidence, event_time, event_times, floats, latency_error
+from shared.events import event_time, event_times, floats, latency_error
 from shared.stats.baseline import Baseline
 from shared.stats.canary import VariantCounts
 from shared.stats.fairness import GroupCounts
@@ -50,6 +50,7 @@ from shared.stats.sample import hash_ids
 from shared.stats.window import WindowLayout, WindowState
 from services.drift.labels import VARIANT_CODE, VARIANTS, canonical
 from services.drift.quality import QualityLayout, QualityState, statuses
+from services.drift.records import EXTRAS, DictEvents, TypedEvents, record_times
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,6 @@ class Batch:
                      pick(self.latency), pick(self.request_keys), pick(self.segments), pick(self.codes))
 
 
-_EXTRAS = frozenset(("variant", "error", "latency_ms", "request_id", "segment"))  # canary, shadow, fairness
-
-
 def checked_event(e: Any) -> float | str:
     """An event's time when it can be counted, else why not: the structural checks the worker
     needs; ingest validates fully, this guards against third-party producers."""
@@ -110,7 +108,7 @@ def checked_event(e: Any) -> float | str:
         return "features: must be an object of name -> value"
     if "prediction" not in e:
         return "prediction: required"
-    if not _EXTRAS.isdisjoint(e):  # one set operation for the events that carry none of them
+    if not EXTRAS.isdisjoint(e):  # one set operation for the events that carry none of them
         if not isinstance(v := e.get("variant", "primary"), str) or v not in VARIANT_CODE:
             return f"variant={e.get('variant')!r}: must be one of {', '.join(VARIANT_CODE)}"
         if (err := latency_error(e.get("latency_ms"))) is not None:
@@ -133,7 +131,8 @@ def countable(events: Sequence[Any], model_id: str | None = None) -> list[float]
     """Every event's time when all of `events` pass `check_event` (and, given `model_id`, name
     it), checked a field at a time over the whole record instead of event by event; None when
     any does not (the caller then checks each, for its error). The rules are `checked_event`'s,
-    written once more for whole columns: tests/unit/test_drift_columnar.py holds the two equal."""
+    written once more for whole columns (`records.record_times`): tests/unit/test_drift_columnar.py
+    holds the two equal."""
     if not events or set(map(type, events)) != {dict}:
         return None
     try:
@@ -145,89 +144,53 @@ def countable(events: Sequence[Any], model_id: str | None = None) -> list[float]
         return None
     if set(map(type, ids)) != {str} or not all(ids) or set(map(type, features)) != {dict}:
         return None
-    if model_id is not None and [e.get("model_id") for e in events].count(model_id) != len(events):
-        return None
-    if not all(map(_EXTRAS.isdisjoint, events)):
-        variants = [e.get("variant", "primary") for e in events]
-        if set(map(type, variants)) != {str} or not set(variants) <= VARIANT_CODE.keys():
-            return None
-        lat = [e.get("latency_ms") for e in events]
-        if not set(map(type, lat)) <= NUMBER_OR_NULL or np.any((x := floats(lat)) < 0) or np.isinf(x).any():
-            return None
-        if not set(map(type, (e.get("segment") for e in events))) <= {dict, type(None)}:
-            return None
-    try:
-        return event_times([e.get("timestamp") for e in events])
-    except (ValueError, TypeError):
-        return None
+    return record_times(DictEvents(events), model_id)
 
 
-def numeric_matrix(features: Sequence[Mapping[str, Any]], names: Sequence[str]) -> np.ndarray | None:
-    """The features `names` of every event as floats, shape (len(names), m), null as NaN: one
-    pass over the events when each has every one of them as a number or null; None when any
-    lacks one or holds something else (the caller then goes a column at a time)."""
-    if not names or not features:
-        return None
-    try:
-        rows = list(map(operator.itemgetter(*names), features))
-    except KeyError:
-        return None
-    values = rows if len(names) == 1 else chain.from_iterable(rows)
-    if not set(map(type, values)) <= NUMBER_OR_NULL:
-        return None
-    try:
-        x = np.array(rows, dtype=float)
-    except OverflowError:  # an integer beyond a float's range
-        return None
-    return np.ascontiguousarray(x.reshape(len(features), len(names)).T)
-
-
-def columnar(events: Sequence[Mapping[str, Any]], cfg: WindowConfig, checked: bool = False,
+def columnar(events: Sequence[Mapping[str, Any]] | TypedEvents, cfg: WindowConfig, checked: bool = False,
              ts: Sequence[float] | None = None) -> tuple[Batch, list[tuple[int, str]]]:
     """Valid events -> a `Batch` (log order kept); invalid ones -> (index, error). `checked`:
     the caller has already passed every event through `check_event` (`ts`: and parsed their
-    times). A field at a time over all events (a list or array per field, never a dict per
-    event), with the numeric features of the reference and the schema read in one pass."""
+    times); `TypedEvents` are checked by their decoder. A field at a time over all events (a
+    list or array per field, never a dict per event), with the numeric features of the
+    reference and the schema read in one pass."""
     good, errors = [], []
-    if checked:
-        good = list(events)
-    for i, e in enumerate(() if checked else events):
+    if checked or isinstance(events, TypedEvents):
+        good = events
+    for i, e in enumerate(() if good is events else events):
         err = check_event(e)
         if err is None:
             good.append(e)
         else:
             errors.append((i, err))
-    lay, n = cfg.layout, len(good)
-    feats = [e["features"] for e in good]
+    ev = good if isinstance(good, TypedEvents) else DictEvents(good)
+    lay, n = cfg.layout, len(ev)
     wanted = sorted({*lay.numeric, *(f for f, t in zip(cfg.quality.names, cfg.quality.types) if t == "numeric")})
-    x = numeric_matrix(feats, wanted)
+    x = ev.matrix(wanted)
     read = {} if x is None else dict(zip(wanted, x))
-    cols: dict[str, Any] = {name: read[name] if name in read else floats([f.get(name) for f in feats])
-                            for name in lay.numeric}
-    cols.update({name: [f.get(name) for f in feats] for name, _ in lay.categorical})
-    preds = [e["prediction"] for e in good]
+    cols: dict[str, Any] = {name: read[name] if name in read else floats(ev.feature(name)) for name in lay.numeric}
+    cols.update({name: ev.feature(name) for name, _ in lay.categorical})
+    preds = ev.field("prediction")
     pred = None if lay.prediction_kind is None else floats(preds) if lay.prediction_kind == "numeric" else preds
-    conf = [e.get("confidence") for e in good]
-    if None in conf:
-        conf = list(map(confidence, good))
     variant, error, latency = np.zeros(n, dtype=np.int8), np.zeros(n, dtype=bool), np.full(n, np.nan)
     rkeys, segments = np.zeros(n, dtype=np.uint64), [None] * n
-    if not all(map(_EXTRAS.isdisjoint, good)):  # canary, shadow, fairness (ingest writes variant and error)
-        variants = [e.get("variant", "primary") for e in good]
+    if ev.has_extras():  # canary, shadow, fairness (ingest writes variant and error)
+        variants = ev.field("variant", "primary")
         if variants.count("primary") != n:
             variant[:] = [VARIANT_CODE[v] for v in variants]
-        error[:] = list(map(operator.is_, [e.get("error") for e in good], repeat(True)))
-        latency = floats([e.get("latency_ms") for e in good])
-        segments = [e.get("segment") for e in good]
-        rids = [e.get("request_id") for e in good]
+        error[:] = list(map(operator.is_, ev.field("error"), repeat(True)))
+        latency = floats(ev.field("latency_ms"))
+        segments = ev.field("segment")
+        rids = ev.field("request_id")
         at = [i for i, r in enumerate(rids) if type(r) is str and r] if rids.count(None) != n else []
         if at:
             rkeys[at] = hash_ids([rids[i] for i in at])
-    versions = [e.get("model_version", "unknown") for e in good]
+    versions = ev.field("model_version", "unknown")
     if set(map(type, versions)) != {str}:
         versions = list(map(str, versions))
-    times = event_times([e["timestamp"] for e in good]) if ts is None else ts
-    batch = Batch(hash_ids([e["event_id"] for e in good]), np.array(times, dtype=float), cols, pred, floats(conf),
+    times = event_times(ev.field("timestamp")) if ts is None else ts
+    feats = ev.features
+    batch = Batch(hash_ids(ev.field("event_id")), np.array(times, dtype=float), cols, pred, floats(ev.confidences()),
                   statuses(cfg.quality, feats, read), feats, versions, preds, variant, error, latency, rkeys,
                   segments)
     return batch, errors

@@ -9,6 +9,7 @@ range, unhashable variants, string and epoch timestamps.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -17,12 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.events import FeatureSpec, event_time
+from shared.kafka import decode_record
 from shared.stats.baseline import Baseline
 from shared.stats.reference import category_key, profile
 from shared.stats.sample import hash_ids
 from shared.stats.window import WindowLayout
-from services.drift.quality import CODES, QualityLayout
-from services.drift.windows import VARIANT_CODE, WindowConfig, check_event, columnar, countable, numeric_matrix
+from services.drift.quality import CODES, QualityLayout, QualityState
+from services.drift.records import EventDecoder, numeric_matrix
+from services.drift.windows import VARIANT_CODE, WindowConfig, check_event, columnar, countable
 
 RNG = np.random.default_rng(0)
 REF = Baseline.from_profile(profile({"x": RNG.normal(size=300).tolist(), "z": RNG.normal(size=300).tolist(),
@@ -169,3 +172,73 @@ def test_the_numeric_matrix_is_each_column_read_alone_or_none_when_a_value_is_no
     if x is not None:
         expect = np.array([[math.nan if f[n] is None else float(f[n]) for f in features] for n in names])
         assert x.shape == (3, len(features)) and np.array_equal(x, expect, equal_nan=True)
+
+
+# --- typed decoding (services.drift.records.EventDecoder) -----------------------------------------
+
+NUM_SCHEMA = {"x": FeatureSpec(min=-3, max=3), "y": FeatureSpec(min=0, max=10)}
+NUM_REF = Baseline.from_profile(profile({"x": RNG.normal(size=300).tolist(), "z": RNG.normal(size=300).tolist(),
+                                         "prediction": [0, 1] * 150}), task="binary_classification")
+NUM_CFG = WindowConfig(60, 30, WindowLayout.of(NUM_REF, 200), QualityLayout.of(NUM_SCHEMA))
+DECODER = EventDecoder.of(NUM_CFG)
+plain_value = st.one_of(numbers, numbers, st.none(), st.integers(-2**70, 2**70))
+
+
+@st.composite
+def typed_event(draw) -> dict:
+    """An ingest-shaped event of NUM_CFG's model, now and then with something the typed decoder
+    must refuse (a feature missing, extra, a boolean or a huge integer) or `event`'s oddities."""
+    e = draw(event(valid=draw(st.integers(0, 15)) > 0))
+    if isinstance(e.get("features"), dict) and draw(st.integers(0, 15)) > 0:
+        e["features"] = {k: draw(plain_value) for k in ("x", "y", "z")}
+        if draw(st.integers(0, 20)) == 0:
+            e["features"][draw(st.sampled_from(["x", "y", "z", "extra"]))] = draw(odd)
+        if draw(st.integers(0, 25)) == 0:
+            e["features"].pop(draw(st.sampled_from(["x", "y", "z"])))
+    if draw(st.integers(0, 10)) > 0:
+        e["confidence"] = draw(st.floats(0, 1))
+    return e
+
+
+def plain(events: list[dict]) -> bool:
+    """What the typed decoder must take: records the dict way counts whole, whose every event
+    has a confidence and exactly the features x, y, z, each a number (in a float's range) or null."""
+    return countable(events, "m") is not None and all(
+        e.get("confidence") is not None and e["features"].keys() == {"x", "y", "z"}
+        and all(v is None or (type(v) in (int, float) and abs(v) < 2**1000) for v in e["features"].values())
+        for e in events)
+
+
+def counted(batch, cfg) -> tuple:
+    q = QualityState(cfg.quality).update(batch.quality, batch.features)
+    return q.counts.tolist(), q.unexpected, q.n
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(typed_event(), min_size=1, max_size=10))
+def test_a_record_is_decoded_typed_exactly_when_plain_and_then_reads_as_its_dicts(events):
+    raw = json.dumps(events).encode()
+    got = DECODER.decode(raw, "m")
+    dicts = decode_record(raw)
+    assert (got is not None) == plain(dicts)
+    if got is None:
+        return
+    ts = countable(dicts, "m")
+    assert got.ts == ts
+    typed, _ = columnar(got, NUM_CFG)
+    slow, _ = columnar(dicts, NUM_CFG, checked=True, ts=ts)
+    same(as_read(typed), as_read(slow))
+    assert typed.raw_prediction == slow.raw_prediction
+    assert counted(typed, NUM_CFG) == counted(slow, NUM_CFG)
+
+
+def test_the_typed_decoder_reads_a_repeated_feature_as_the_dict_does_and_refuses_other_records():
+    raw = (b'[{"event_id":"a","model_id":"m","timestamp":1.7e9,"prediction":1,"confidence":0.9,'
+           b'"features":{"x":1,"y":2,"z":3,"x":-1}}]')
+    got = DECODER.decode(raw, "m")
+    assert got is not None and got.matrix(DECODER.names)[:, 0].tolist() == [-1.0, 2.0, 3.0]
+    assert DECODER.decode(raw, "other") is None  # the record key must be every event's model_id
+    assert DECODER.decode(raw.replace(b'"x":-1', b'"x":true'), "m") is None
+    assert DECODER.decode(raw[1:-1], "m") is None  # one object, not an array: the dict way
+    assert DECODER.decode(b"[]", "m") is None and DECODER.decode(b"not json", "m") is None
+    assert EventDecoder.of(CFG) is None  # a categorical feature: the dict way
