@@ -178,6 +178,8 @@ class StreamWorker:
         while not self._stop.is_set():
             batches = await self.consumer.getmany(timeout_ms=500, max_records=2_000)
             self.ready = True
+            if batches:
+                await prefetch()
             for tp, records in batches.items():
                 if tp.partition not in self.parts:  # revoked meanwhile
                     continue
@@ -347,6 +349,16 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         await self.worker.assign(list(assigned))
+
+
+async def prefetch(turns: int = 3) -> None:
+    """Let the consumer's next fetch go out before a batch's CPU-bound work: aiokafka asks for a
+    partition's next records only once its buffer is drained, from a background task that needs
+    the event loop to run (it wakes, then its fetch task sends). Without these turns the request
+    left only after the batch was handled and the worker then idled for the broker's answer
+    (`bench.drift`: the median wait for a fetch of 7 records of 1,000 events went 9.5 -> 5.8 ms)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
 
 
 # --- HTTP: /healthz, /readyz, /metrics ---------------------------------------------------------
