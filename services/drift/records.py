@@ -174,8 +174,13 @@ class TypedEvents:
     def matrix(self, names: Sequence[str]) -> np.ndarray | None:
         if list(names) != self.decoder.names or not self.events:
             return None
-        x = np.array(list(map(self.decoder._row, [e.features for e in self.events])), dtype=float)
-        return np.ascontiguousarray(x.reshape(len(self.events), len(names)).T)
+        rows = list(map(self.decoder._row, [e.features for e in self.events]))
+        n, k = len(rows), len(names)
+        try:  # floats only: read straight into the array
+            x = np.fromiter(rows if k == 1 else chain.from_iterable(rows), dtype=float, count=n * k)
+        except TypeError:  # a null among them: NaN
+            x = np.array(rows, dtype=float)
+        return np.ascontiguousarray(x.reshape(n, k).T)
 
     def has_extras(self) -> bool:
         return True  # every event carries them (their defaults when absent)
