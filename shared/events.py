@@ -218,14 +218,65 @@ def event_times(values: list) -> list[float]:
     >>> event_times([60, 1.5]), event_times(["1970-01-01T00:01:00Z", 0])
     ([60.0, 1.5], [60.0, 0.0])
     """
-    if set(map(type, values)) <= {float, int}:
+    kinds = set(map(type, values))
+    if kinds <= {float, int}:
         try:
             t = np.array(values, dtype=float)
         except OverflowError:  # an integer beyond a float's range: event_time says why not
             t = np.array([math.inf])
         if ((t >= MIN_TIME) & (t < MAX_TIME)).all():
             return t.tolist()
+    elif kinds == {str} and (t := utc_times(values)) is not None:
+        return t
     return list(map(event_time, values))
+
+
+_UTC_LEN = 27  # "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+_UTC_SEPARATORS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 19: ".", 26: "Z"}
+_UTC_DIGITS = [i for i in range(_UTC_LEN) if i not in _UTC_SEPARATORS]
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def utc_times(values: list[str]) -> list[float] | None:
+    """`event_time` of timestamps all written as ingest writes them ("YYYY-MM-DDTHH:MM:SS.ffffffZ",
+    pydantic's UTC form with microseconds) in one NumPy pass; None when any is written otherwise
+    or is no valid time (`event_time` then reads each, and says why). The same floats as
+    `datetime.timestamp()`: whole microseconds since the epoch, exact below 2**53, over 10**6.
+
+    >>> utc_times(["1970-01-01T00:01:00.500000Z", "2000-02-29T12:00:00.000001Z"])
+    [60.5, 951825600.000001]
+    >>> utc_times(["2001-02-29T12:00:00.000001Z"]) is None  # no such day
+    True
+    """
+    if not values or set(map(len, values)) != {_UTC_LEN}:
+        return None
+    try:
+        a = np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8).reshape(len(values), _UTC_LEN)
+    except UnicodeEncodeError:
+        return None
+    for i, c in _UTC_SEPARATORS.items():
+        if (a[:, i] != ord(c)).any():
+            return None
+    d = a[:, _UTC_DIGITS].astype(np.int64) - ord("0")
+    if ((d < 0) | (d > 9)).any():
+        return None
+    num = lambda *cols: sum(d[:, c] * 10 ** (len(cols) - 1 - k) for k, c in enumerate(cols))  # noqa: E731
+    year, month, day = num(0, 1, 2, 3), num(4, 5), num(6, 7)
+    hour, minute, second, micro = num(8, 9), num(10, 11), num(12, 13), num(14, 15, 16, 17, 18, 19)
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    month_ok = (month >= 1) & (month <= 12)
+    last = _DAYS_IN_MONTH[np.where(month_ok, month, 0)] + (leap & (month == 2))
+    if not ((year >= 1) & month_ok & (day >= 1) & (day <= last) & (hour < 24) & (minute < 60) & (second < 60)).all():
+        return None
+    y = year - (month <= 2)  # days since the epoch of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    days = era * 146_097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719_468
+    us = ((days * 86_400 + hour * 3_600 + minute * 60 + second) * 1_000_000) + micro
+    if (np.abs(us) >= 2**53).any():  # not exact as a float: datetime's own arithmetic
+        return None
+    return (us / 1e6).tolist()
 
 
 def as_float(v: Any) -> float | None:
