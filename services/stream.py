@@ -98,6 +98,7 @@ class StreamWorker:
         self._dead: list[tuple[Any, str, str, bytes | None]] = []
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # processing, saving and rebalancing never interleave
+        self._writing: asyncio.Future | None = None  # the checkpoint write in flight (`_save`)
 
     @property
     def checkpoint_topic(self) -> str:
@@ -197,7 +198,7 @@ class StreamWorker:
                              {TopicPartition(t, p): at for p, part in self.parts.items() for t, at in part.offsets.items()})
             if time.monotonic() - last_save >= max(self.checkpoint_seconds, SAVE_SPACING * self.save_seconds):
                 async with self._lock:
-                    await self._save([p for p, s in self.parts.items() if s.dirty])
+                    await self._save([p for p, s in self.parts.items() if s.dirty], background=True)
                 await self._commit()
                 last_save = time.monotonic()
 
@@ -254,26 +255,54 @@ class StreamWorker:
 
     # --- checkpoints --------------------------------------------------------------------------
 
-    async def _save(self, partitions: list[int]) -> None:
+    async def _save(self, partitions: list[int], background: bool = False) -> None:
+        """Checkpoint `partitions`: their offsets, state and outbox serialised now (the caller
+        holds the lock: between batches), then written to Redis in one atomic call. `background`
+        (the periodic save): the write lands while the next batches are handled; each save
+        first waits for the write before it, so they land in order, and a failed write is
+        raised there. A crash before a write lands restores the one before: a longer replay."""
+        await self._landed()
         t0 = time.monotonic()
+        offsets = {p: dict(self.parts[p].offsets) for p in partitions if p in self.parts}
+        if not offsets:
+            return
+        payload = {p: Checkpoint(offsets[p], self.dump_state(self.parts[p].state), self.parts[p].pending).to_bytes()
+                   for p in offsets}
+        for p in offsets:
+            self.parts[p].dirty = False  # what changes from here on is the next save's
+        self._writing = asyncio.ensure_future(self._write(offsets, payload, self.generation, t0))
+        if not background:
+            if (retry := await self._landed()):
+                await self._save(retry)
+
+    async def _landed(self) -> list[int]:
+        """Wait for the checkpoint write in flight, if any; the partitions it left to save again."""
+        writing, self._writing = self._writing, None
+        return [] if writing is None else await writing
+
+    async def _write(self, offsets: dict[int, dict[str, int]], payload: dict[int, bytes], generation: int,
+                     t0: float) -> list[int]:
         try:
-            await self._write(partitions)
+            stale = await self.store.save(self.group, self.checkpoint_topic, payload, generation)
+        except BaseException:
+            for p in offsets:
+                if p in self.parts:
+                    self.parts[p].dirty = True
+            raise
         finally:
             self.save_seconds = time.monotonic() - t0
-
-    async def _write(self, partitions: list[int]) -> None:
-        cps = {p: Checkpoint(dict(self.parts[p].offsets), self.dump_state(self.parts[p].state), self.parts[p].pending)
-               for p in partitions if p in self.parts}
-        stale = await self.store.save(self.group, self.checkpoint_topic, cps, self.generation)
         if stale:  # a newer owner claimed them: this worker was fenced off; nothing was written
             self.log.warning("partitions %s are owned by a newer generation; dropping their state", stale)
             for p in stale:
                 self.parts.pop(p, None)
-            return await self._write([p for p in cps if p not in stale])
-        for p in cps:
+            retry = [p for p in offsets if p in self.parts]
+            for p in retry:
+                self.parts[p].dirty = True
+            return retry
+        for p, o in offsets.items():
             if p in self.parts:
-                self.parts[p].dirty = False
-                self.saved[p] = cps[p].offsets
+                self.saved[p] = o
+        return []
 
     async def _commit(self) -> None:
         """Mirror the checkpointed offsets into the group's Kafka offsets, for lag monitoring only
@@ -300,6 +329,7 @@ class StreamWorker:
             await self._assign(tps)
 
     async def _assign(self, tps) -> None:
+        await self._landed()  # a write of the previous assignment lands first
         self.generation = max(int(getattr(self.consumer._coordinator, "generation", 0) or 0), 0)
         partitions = sorted({tp.partition for tp in tps})
         await self.store.claim(self.group, self.checkpoint_topic, partitions, self.generation)

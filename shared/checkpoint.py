@@ -92,14 +92,16 @@ class CheckpointStore:
         self._save = redis.register_script(_SAVE)
         self._claim = redis.register_script(_CLAIM)
 
-    async def save(self, group: str, topic: str, checkpoints: Mapping[int, Checkpoint], generation: int = 0) -> list[int]:
-        """Write every partition's checkpoint in one atomic call; returns the partitions a newer
-        generation owns (then nothing was written: this worker must drop them)."""
+    async def save(self, group: str, topic: str, checkpoints: Mapping[int, Checkpoint | bytes],
+                   generation: int = 0) -> list[int]:
+        """Write every partition's checkpoint (or its `to_bytes()`) in one atomic call; returns the
+        partitions a newer generation owns (then nothing was written: this worker must drop them)."""
         if not checkpoints:
             return []
         parts = list(checkpoints)
         keys = [key(group, topic, p) for p in parts] + [owner_key(group, topic, p) for p in parts]
-        stale = await self._save(keys=keys, args=[generation, *(checkpoints[p].to_bytes() for p in parts)])
+        raw = [c if isinstance(c, bytes) else c.to_bytes() for c in checkpoints.values()]
+        stale = await self._save(keys=keys, args=[generation, *raw])
         return [parts[int(i) - 1] for i in stale]
 
     async def claim(self, group: str, topic: str, partitions: Iterable[int], generation: int) -> None:
