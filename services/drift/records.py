@@ -117,7 +117,6 @@ class EventDecoder:
             ("model_version", Any, "unknown"), ("variant", Any, "primary"), ("error", Any, None),
             ("latency_ms", Any, None), ("request_id", Any, None), ("segment", Any, None)], gc=False)
         self._decoder = msgspec.json.Decoder(list[event])
-        self._row = operator.attrgetter(*self.attrs.values())
         self.keys = dict.fromkeys(self.names)  # every typed event's feature names
 
     @classmethod
@@ -174,10 +173,10 @@ class TypedEvents:
     def matrix(self, names: Sequence[str]) -> np.ndarray | None:
         if list(names) != self.decoder.names or not self.events:
             return None
-        rows = list(map(self.decoder._row, [e.features for e in self.events]))
+        rows = list(map(msgspec.structs.astuple, [e.features for e in self.events]))  # fields in `names` order
         n, k = len(rows), len(names)
         try:  # floats only: read straight into the array
-            x = np.fromiter(rows if k == 1 else chain.from_iterable(rows), dtype=float, count=n * k)
+            x = np.fromiter(chain.from_iterable(rows), dtype=float, count=n * k)
         except TypeError:  # a null among them: NaN
             x = np.array(rows, dtype=float)
         return np.ascontiguousarray(x.reshape(n, k).T)
