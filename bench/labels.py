@@ -63,7 +63,7 @@ from bench import scratch, save_result
 from shared import kafka
 from shared.checkpoint import Checkpoint
 from shared.events import ModelSpec
-from shared.runtime import EmbeddedStack, free_port, spawn
+from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings
 from shared.stats.sample import hash_ids
 from services import stream
@@ -277,15 +277,6 @@ def pure(args, rng: np.random.Generator, profile: bool) -> tuple[dict, bytes]:
 # --- the worker on a broker ------------------------------------------------------------------------
 
 
-def _start_worker(bootstrap: str, redis_url: str, group: str, port: int, log) -> subprocess.Popen:
-    """`vigil serve drift` with the default checkpoint interval (drift_support's is 0.5 s for the tests)."""
-    env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
-           "VIGIL_DRIFT_GROUP": group, "VIGIL_DRIFT_PORT": str(port),
-           "VIGIL_DRIFT_CHECKPOINT_SECONDS": str(Settings.model_fields["drift_checkpoint_seconds"].default),
-           "VIGIL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
-    return spawn([sys.executable, "-m", "services.cli", "serve", "drift"], stdout=log, env=env, cwd=ROOT)
-
-
 def _metric(url: str, name: str) -> float | None:
     try:
         body = urllib.request.urlopen(url, timeout=10).read().decode()
@@ -473,7 +464,8 @@ def through_worker(args, workdir: Path, rng: np.random.Generator, blob: bytes | 
 
         group, port = ds.group(), free_port()
         url = f"http://127.0.0.1:{port}/metrics"
-        worker = _start_worker(bootstrap, redis_url, group, port, open(workdir / "worker-predictions.log", "wb"))
+        worker = ds.start_worker(bootstrap, redis_url, group, port, open(workdir / "worker-predictions.log", "wb"),
+                                 Settings().drift_checkpoint_seconds)
         with console.status("one worker: predictions") as status:
             preds = _follow(worker, url, "vigil_labels_pending", p + 10, status, "predictions counted (pending)",
                             lambda: spies["predictions"].start(worker.pid))
@@ -497,7 +489,8 @@ def through_worker(args, workdir: Path, rng: np.random.Generator, blob: bytes | 
             produce_labels_s = time.monotonic() - t0
         console.log(f"worker: {p:,} labels produced in {produce_labels_s:.0f} s")
 
-        worker = _start_worker(bootstrap, redis_url, group, port, open(workdir / "worker-labels.log", "wb"))
+        worker = ds.start_worker(bootstrap, redis_url, group, port, open(workdir / "worker-labels.log", "wb"),
+                                 Settings().drift_checkpoint_seconds)
         with console.status("one worker, restarted: labels") as status:
             labels = _follow(worker, url, "vigil_labels_matched_total", p, status, "labels joined",
                              lambda: spies["labels"].start(worker.pid),

@@ -131,9 +131,10 @@ def group() -> str:
     return f"drift-test-{uuid.uuid4().hex[:8]}"
 
 
-def start_worker(bootstrap: str, redis_url: str, group_id: str, port: int, log) -> subprocess.Popen:
-    env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url,
-           "VIGIL_DRIFT_GROUP": group_id, "VIGIL_DRIFT_PORT": str(port), "VIGIL_DRIFT_CHECKPOINT_SECONDS": "0.5",
+def start_worker(bootstrap: str, redis_url: str, group_id: str, port: int, log,
+                 checkpoint_seconds: float = 0.5) -> subprocess.Popen:
+    env = {**os.environ, "VIGIL_KAFKA_BOOTSTRAP": bootstrap, "VIGIL_REDIS_URL": redis_url, "VIGIL_DRIFT_GROUP": group_id,
+           "VIGIL_DRIFT_PORT": str(port), "VIGIL_DRIFT_CHECKPOINT_SECONDS": str(checkpoint_seconds),
            "VIGIL_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
     return spawn([sys.executable, "-m", "services.cli", "serve", "drift"], stdout=log, env=env,
                  cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
