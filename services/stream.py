@@ -92,7 +92,7 @@ class StreamWorker:
         self.generation = 0  # the consumer group generation of the current assignment (fencing)
         self.saved: dict[int, dict[str, int]] = {}  # partition -> offsets of its last checkpoint
         self.ready = False
-        self.save_seconds = 0.0  # how long the last checkpoint save took
+        self.save_seconds = 0.0  # how long the last checkpoint save held the worker up
         self.events = 0  # input events counted (handle() adds what it applies): vigil_stream_events_total
         self.log = logging.getLogger(f"vigil.{self.service}")
         self._dead: list[tuple[Any, str, str, bytes | None]] = []
@@ -261,27 +261,26 @@ class StreamWorker:
         (the periodic save): the write lands while the next batches are handled; each save
         first waits for the write before it, so they land in order, and a failed write is
         raised there. A crash before a write lands restores the one before: a longer replay."""
-        await self._landed()
         t0 = time.monotonic()
+        await self._landed()
         offsets = {p: dict(self.parts[p].offsets) for p in partitions if p in self.parts}
-        if not offsets:
-            return
-        payload = {p: Checkpoint(offsets[p], self.dump_state(self.parts[p].state), self.parts[p].pending).to_bytes()
-                   for p in offsets}
-        for p in offsets:
-            self.parts[p].dirty = False  # what changes from here on is the next save's
-        self._writing = asyncio.ensure_future(self._write(offsets, payload, self.generation, t0))
-        if not background:
-            if (retry := await self._landed()):
-                await self._save(retry)
+        if offsets:
+            payload = {p: Checkpoint(offsets[p], self.dump_state(self.parts[p].state), self.parts[p].pending).to_bytes()
+                       for p in offsets}
+            for p in offsets:
+                self.parts[p].dirty = False  # what changes from here on is the next save's
+            self._writing = asyncio.ensure_future(self._write(offsets, payload, self.generation))
+        retry = [] if background else await self._landed()
+        self.save_seconds = time.monotonic() - t0  # the worker's time spent saving (a write in flight is not)
+        if retry:
+            await self._save(retry)
 
     async def _landed(self) -> list[int]:
         """Wait for the checkpoint write in flight, if any; the partitions it left to save again."""
         writing, self._writing = self._writing, None
         return [] if writing is None else await writing
 
-    async def _write(self, offsets: dict[int, dict[str, int]], payload: dict[int, bytes], generation: int,
-                     t0: float) -> list[int]:
+    async def _write(self, offsets: dict[int, dict[str, int]], payload: dict[int, bytes], generation: int) -> list[int]:
         try:
             stale = await self.store.save(self.group, self.checkpoint_topic, payload, generation)
         except BaseException:
@@ -289,8 +288,6 @@ class StreamWorker:
                 if p in self.parts:
                     self.parts[p].dirty = True
             raise
-        finally:
-            self.save_seconds = time.monotonic() - t0
         if stale:  # a newer owner claimed them: this worker was fenced off; nothing was written
             self.log.warning("partitions %s are owned by a newer generation; dropping their state", stale)
             for p in stale:
