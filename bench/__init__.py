@@ -15,6 +15,19 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+def events_counted(url: str, *topics: str) -> int:
+    """A stream worker's `vigil_stream_events_total` summed over `topics` (default: the
+    predictions), read from its /metrics at `url`; 0 while it does not answer."""
+    import httpx
+    wanted = {f'topic="{t}"' for t in topics or ("vigil.predictions",)}
+    try:
+        text = httpx.get(url, timeout=2).text
+    except httpx.HTTPError:
+        return 0
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+               if line.startswith("vigil_stream_events_total{") and any(w in line for w in wanted))
+
+
 def save_result(name: str, result: dict) -> Path:
     """Write a benchmark's numbers to bench/results/<name>.json; returns the path."""
     RESULTS.mkdir(exist_ok=True)

@@ -36,12 +36,11 @@ import sys
 import time
 from functools import partial
 
-import httpx
 import numpy as np
 import psutil
 from rich.console import Console
 
-from bench import scratch, save_result
+from bench import events_counted, scratch, save_result
 from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings
 from tests.integration import drift_support as ds
@@ -50,18 +49,6 @@ console = Console()
 TARGET = 150_000  # issue 10 (issue 9's, with the label join on: 69,700)
 RECORD = 1_000
 FETCH_RECORDS = 8  # records per fetch handed to the worker in process (~1 MiB, as the consumer's)
-
-
-def events_counted(url: str, topic: str = "vigil.predictions") -> int:
-    """The worker's `vigil_stream_events_total` for `topic` (0 while it does not answer)."""
-    try:
-        text = httpx.get(url, timeout=2).text
-    except httpx.HTTPError:
-        return 0
-    for line in text.splitlines():
-        if line.startswith("vigil_stream_events_total{") and f'topic="{topic}"' in line:
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
 
 
 def without_broker(model: str, spec_json: dict, ref_json: dict, windows: int, window_events: int,

@@ -5,10 +5,12 @@
 Reviews: starts the broker and Redis, produces `--reviews` review events (records of 1,000; a
 team of 10 reviewers, 4 of them rubber-stamping, event time over 8 days so every hour is
 evaluated and findings are published), then starts one oversight worker process and follows
-its Redis checkpoints. Throughput = all events / the time from the worker's partition
-assignment to the checkpoint that reaches the end of the topics (group join and start-up
-excluded; the first fetch and every checkpoint included); the worker's CPU over the same span
-is reported. Target: at least 50,000 review events/s.
+its count of events (`vigil_stream_events_total` on its /metrics, every 20 ms). Throughput =
+all events / the time from the worker's partition assignment to the poll that sees them all
+counted (group join and start-up excluded; the first fetch and the periodic checkpoints
+included); the worker's CPU over the same span is reported. (Following its Redis checkpoints,
+as this did before, counted the wait for the next periodic save: runs here last about a
+second, so that wait was a good part of the figure.) Target: at least 50,000 review events/s.
 
 Vendor path: on a fresh broker, `--calls` vendor predictions and their `--calls` labels (over
 10 days, an SLA registered, so every day is joined, evaluated and reported), measured the same
@@ -24,6 +26,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +34,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import scratch, save_result
+from bench import events_counted, scratch, save_result
 from shared import kafka
 from shared.events import ModelSpec
 from shared.runtime import EmbeddedStack, free_port
@@ -86,18 +89,17 @@ def _through_worker(args, workdir: Path, name: str, streams: dict[str, list[dict
                 records += len(list(kafka.pack_records(events, RECORD)))
         group = os_.group()
         log = open(workdir / f"{name}-worker.log", "wb")
-        worker = os_.start_worker(bootstrap, redis_url, group, free_port(), log)
+        port = free_port()
+        worker = os_.start_worker(bootstrap, redis_url, group, port, log)
         ps = psutil.Process(worker.pid)
-
-        def consumed() -> int:
-            return sum(sum(o.values()) for o in os_.checkpoint_offsets(redis_url, group).values())
+        done = sum(map(len, streams.values()))
+        counted = partial(events_counted, f"http://127.0.0.1:{port}/metrics", *(kafka.TOPICS[k] for k in streams))
         logpath = workdir / f"{name}-worker.log"
         with console.status(f"{name}: draining the topics with one worker"):
             wait_for(lambda: b"worker holds partitions" in logpath.read_bytes(), 120, "the worker's assignment", 0.01)
             t0, cpu0 = time.monotonic(), sum(ps.cpu_times()[:2])
-            wait_for(lambda: consumed() >= records, 600, "the worker to reach the end of the topics", 0.02)
+            wait_for(lambda: counted() >= done, 600, "the worker to count every event", 0.02)
             t1, cpu1 = time.monotonic(), sum(ps.cpu_times()[:2])
-        done = sum(map(len, streams.values()))
         return {"events": done, "records": records, "seconds": t1 - t0, "events_per_s": done / (t1 - t0),
                 "worker_cpu_cores": (cpu1 - cpu0) / (t1 - t0)}
     finally:

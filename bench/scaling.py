@@ -36,8 +36,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import RESULTS, save_result, scratch
-from bench.drift import RECORD, events_counted
+from bench import RESULTS, events_counted, save_result, scratch
+from bench.drift import RECORD
 from shared.kafka import TOPICS
 from shared.runtime import EmbeddedStack, free_port
 from shared.settings import Settings

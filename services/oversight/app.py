@@ -115,8 +115,7 @@ class OversightWorker(stream.StreamWorker):
         for model_id, (events, ts) in by_model.items():
             ms = state.model(model_id)
             added = ADD[kind](ms, events, self.cfg, np.concatenate(ts))
-            if kind == "reviews":
-                self.events += added.added
+            self.events += len(events)  # every valid event of every topic, late ones too (as drift counts)
             if added.late:
                 m.LATE_EVENTS.labels(model_id=model_id).inc(added.late)
             found.extend(await self._due(model_id, ms))

@@ -194,9 +194,15 @@ def test_vendor_latency_p95_at_1_3x_contract_violates_latency_only_persists_and_
     few_p, few_l = os_.vendor_calls(small_mid, small, rng, [0], per_day=50)
     clock_p, clock_l = os_.vendor_calls(small_mid, "clock", rng, [3], per_day=5)  # moves the watermarks on
     expected = os_.expected_findings({"predictions": preds, "labels": labels}, slas={slow: SLA})
+    counted = {t: (lambda t=t: m.REGISTRY.get_sample_value("vigil_stream_events_total",
+                                                            {"service": "oversight", "topic": TOPICS[t]}) or 0.0)
+               for t in ("predictions", "labels")}
+    before = {t: c() for t, c in counted.items()}
     os_.produce(apache_kafka.address, "predictions", preds + few_p + clock_p)
     os_.produce(apache_kafka.address, "labels", labels + few_l + clock_l)
     found = findings_of(apache_kafka.address, mid, expect=len(expected))
+    for t, n in (("predictions", len(preds + few_p + clock_p)), ("labels", len(labels + few_l + clock_l))):
+        wait_for(lambda: counted[t]() - before[t] >= n, 30, f"the worker to count the {t}")  # noqa: B023
     assert {f["finding_id"]: f for f in found} == expected
     violations = _by_kind(found, "vendor_sla_violation")
     assert len(violations) == 15 and all(f["vendor"] == slow and f["model_id"] == mid for f in violations)
