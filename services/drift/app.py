@@ -37,6 +37,7 @@ from services.drift.windows import WindowConfig, checked_event, countable
 TOPIC = kafka.TOPICS["predictions"]
 LABELS = kafka.TOPICS["labels"]
 REGISTRY_TTL = 10.0  # seconds a model's spec and reference are cached
+TYPED_PATIENCE = 8  # refused records in a row after which a model's typed decoding is tried once in 64
 GAUGES = {"psi": m.FEATURE_PSI, "ks_statistic": m.FEATURE_KS, "js_divergence": m.PREDICTION_JS,
           "performance": m.MODEL_PERFORMANCE, "fairness": m.FAIRNESS_GAP,
           "performance_baseline": m.MODEL_PERFORMANCE_BASELINE, "performance_projected": m.MODEL_PERFORMANCE_PROJECTED,
@@ -51,6 +52,7 @@ class Model:
     loaded: float
     source: tuple  # what it was built from: ("feed", version) or ("redis", spec bytes, reference bytes)
     decoder: EventDecoder | None = None  # its records decoded typed, when it qualifies
+    refusals: int = 0  # records in a row its decoder refused (past TYPED_PATIENCE: tried now and then)
 
 
 class Registry:
@@ -177,7 +179,11 @@ class DriftWorker(stream.StreamWorker):
             if model_id in refused:
                 continue
             model = await self.registry.get(model_id) if model_id else None
-            got = model.decoder.decode(r.value, model_id) if model is not None and model.decoder else None
+            got = None
+            if model is not None and model.decoder is not None:
+                if model.refusals < TYPED_PATIENCE or model.refusals % 64 == 0:  # a producer that never qualifies
+                    got = model.decoder.decode(r.value, model_id)              # is not decoded twice a record
+                model.refusals = 0 if got is not None else model.refusals + 1
             if got is None or (model_id in typed and typed[model_id][0] is not model):
                 refused.add(model_id)
                 continue

@@ -242,3 +242,37 @@ def test_the_typed_decoder_reads_a_repeated_feature_as_the_dict_does_and_refuses
     assert DECODER.decode(raw[1:-1], "m") is None  # one object, not an array: the dict way
     assert DECODER.decode(b"[]", "m") is None and DECODER.decode(b"not json", "m") is None
     assert EventDecoder.of(CFG) is None  # a categorical feature: the dict way
+
+
+def test_a_model_whose_records_never_qualify_is_not_decoded_twice_a_record_and_comes_back_when_they_do():
+    import asyncio
+    from types import SimpleNamespace
+
+    import orjson
+
+    from bench.labels import Feed
+    from services.drift.app import TYPED_PATIENCE, DriftWorker, Registry
+    from shared.settings import Settings
+    from tests.integration import drift_support as ds
+
+    worker = DriftWorker(Settings())
+    worker.registry = Registry(None, worker.window_sample, Feed(ds.spec(), ds.reference(np.random.default_rng(3), 500), "m"))
+    events = ds.window_events("m", 0, 3, np.random.default_rng(4))
+
+    def record(with_confidence: bool):
+        evs = [e if with_confidence else {k: v for k, v in e.items() if k != "confidence"} for e in events]
+        return SimpleNamespace(key=b"m", value=orjson.dumps(evs))
+
+    async def go():
+        tried = []
+        model = await worker.registry.get("m")
+        decode = model.decoder.decode
+        model.decoder.decode = lambda value, mid: tried.append(1) or decode(value, mid)
+        seen = [len((await worker._typed([record(False)]))[1]) for _ in range(100)]  # each to the dict way
+        tries = len(tried)
+        typed_later = [bool((await worker._typed([record(True)]))[0]) for _ in range(64)]
+        return seen, tries, typed_later
+    seen, tried, typed_later = asyncio.run(go())
+    assert seen == [1] * 100 and tried == TYPED_PATIENCE + 1  # the first 8, then at the 64th refusal in a row
+    first = typed_later.index(True)
+    assert not any(typed_later[:first]) and all(typed_later[first:]) and first < 64
