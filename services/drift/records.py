@@ -53,6 +53,12 @@ def numeric_matrix(features: Sequence[Mapping[str, Any]], names: Sequence[str]) 
     return np.ascontiguousarray(x.reshape(len(features), len(names)).T)
 
 
+def features_read(layout: Any, quality: Any) -> list[str]:
+    """The features `columnar` reads as numbers in one pass: the reference's numeric ones and the
+    schema's numeric ones (a `WindowLayout` and a `QualityLayout`), sorted."""
+    return sorted({*layout.numeric, *(f for f, t in zip(quality.names, quality.types) if t == "numeric")})
+
+
 class DictEvents:
     """Field reads over event dicts (each passed `check_event`)."""
 
@@ -126,7 +132,7 @@ class EventDecoder:
         lay, quality = cfg.layout, cfg.quality
         if not (lay.numeric or lay.prediction_kind) or lay.categorical or set(quality.types) - {"numeric"}:
             return None
-        names = sorted({*lay.numeric, *quality.names})
+        names = features_read(lay, quality)  # every schema feature is numeric here
         return cls(names) if names else None
 
     def decode(self, value: bytes, model_id: str) -> TypedEvents | None:

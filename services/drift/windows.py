@@ -50,7 +50,7 @@ from shared.stats.sample import hash_ids
 from shared.stats.window import WindowLayout, WindowState
 from services.drift.labels import VARIANT_CODE, VARIANTS, canonical
 from services.drift.quality import QualityLayout, QualityState, statuses
-from services.drift.records import EXTRAS, DictEvents, TypedEvents, record_times
+from services.drift.records import EXTRAS, DictEvents, TypedEvents, features_read, record_times
 
 
 @dataclass(frozen=True)
@@ -154,18 +154,21 @@ def columnar(events: Sequence[Mapping[str, Any]] | TypedEvents, cfg: WindowConfi
     times); `TypedEvents` are checked by their decoder. A field at a time over all events (a
     list or array per field, never a dict per event), with the numeric features of the
     reference and the schema read in one pass."""
-    good, errors = [], []
-    if checked or isinstance(events, TypedEvents):
-        good = events
-    for i, e in enumerate(() if good is events else events):
-        err = check_event(e)
-        if err is None:
-            good.append(e)
-        else:
-            errors.append((i, err))
-    ev = good if isinstance(good, TypedEvents) else DictEvents(good)
+    errors: list[tuple[int, str]] = []
+    if isinstance(events, TypedEvents):
+        ev = events
+    elif checked:
+        ev = DictEvents(events)
+    else:
+        good = []
+        for i, e in enumerate(events):
+            if (err := check_event(e)) is None:
+                good.append(e)
+            else:
+                errors.append((i, err))
+        ev = DictEvents(good)
     lay, n = cfg.layout, len(ev)
-    wanted = sorted({*lay.numeric, *(f for f, t in zip(cfg.quality.names, cfg.quality.types) if t == "numeric")})
+    wanted = features_read(lay, cfg.quality)
     x = ev.matrix(wanted)
     read = {} if x is None else dict(zip(wanted, x))
     cols: dict[str, Any] = {name: read[name] if name in read else floats(ev.feature(name)) for name in lay.numeric}
